@@ -1,0 +1,112 @@
+"""Settings: `KAIWA_*` environment variables over an optional `kaiwa.toml`.
+
+The TOML file is `./kaiwa.toml`, or the path in `KAIWA_CONFIG`. Nested settings use `__` in
+environment variables (`KAIWA_PROVIDERS__OLLAMA__BASE_URL`). A provider in the file looks like::
+
+    [providers.ollama]
+    type = "openai"
+    base_url = "http://127.0.0.1:11434/v1"
+    api_key = "ollama"
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ProviderType = Literal["openai", "builtin", "scripted"]
+
+
+class ProviderSettings(BaseModel):
+    """One named model provider; `llm_model = "<name>/<model>"` selects it."""
+
+    type: ProviderType
+    base_url: str | None = None
+    """For `openai`: none means the SDK's own default (`OPENAI_BASE_URL`, else OpenAI)."""
+    api_key: str | None = None
+    """For `openai`: none means the SDK reads `OPENAI_API_KEY`."""
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 60.0
+    """Seconds until the first chunk of the answer; retries count inside it."""
+    chunk_timeout: float = 60.0
+    """Seconds allowed between two chunks once the answer streams."""
+    max_retries: int = 2
+    """Retries on connection errors, 429 and 5xx, before the first token only."""
+    stream_usage: bool = True
+    """Ask for usage in the stream (`stream_options.include_usage`); some servers reject it."""
+    chunk_delay: float = 0.0
+    """For `builtin`: seconds between streamed chunks (a demo nicety; 0 in tests)."""
+
+
+def _default_providers() -> dict[str, ProviderSettings]:
+    return {
+        "openai": ProviderSettings(type="openai"),
+        "builtin": ProviderSettings(type="builtin"),
+        "scripted": ProviderSettings(type="scripted"),
+    }
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KAIWA_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Path("kaiwa-data")
+    """Holds the SQLite database and uploaded files."""
+    database_url: str | None = None
+    """Overrides the SQLite file, e.g. `postgresql+asyncpg://user@host/db`."""
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    ping_interval: float = Field(15.0, gt=0)
+    """Seconds between `: ping` keep-alive comments on an open stream."""
+    idle_timeout: float = Field(90.0, gt=0)
+    """Seconds without an event before a response fails with 10008."""
+    title_timeout: float = Field(20.0, gt=0)
+    """How long the answer's end waits for a title still being generated."""
+    log_retention: float = Field(3600.0, ge=0)
+    """Seconds a finished response's event log stays readable."""
+
+    max_body_bytes: int = 1024 * 1024
+    max_message_chars: int = 32_000
+    max_name_chars: int = 256
+    max_page_limit: int = 1000
+    max_attachments: int = 10
+
+    providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("KAIWA_CONFIG", "kaiwa.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    def model_post_init(self, __context: object) -> None:
+        # Named providers from the file add to the defaults instead of replacing them.
+        for name, provider in _default_providers().items():
+            self.providers.setdefault(name, provider)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'kaiwa.db').resolve()}"

@@ -1,0 +1,83 @@
+"""`builtin/extractive`: the offline, deterministic model of the demo agent.
+
+It generates nothing. It answers in the language of the user's message from the context it has
+(tool results in the conversation), extracting the passages that share the most terms with the
+question; with no context it says plainly that no generative model is configured, and how to
+configure one. Titles are the first sentence of the message, shortened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Sequence
+
+from kaiwa.llm.base import ChatMessage, ModelEvent, ModelRequest, TextDelta, Usage
+from kaiwa.llm.text import Language, chunks, detect_language, estimate_tokens, short_title
+
+_NO_MODEL = {
+    "en": (
+        "Hello! I'm kaiwa's built-in assistant. No generative model is configured yet, so I can "
+        "only answer from an agent's knowledge base, attachments and tool results, and I have "
+        "none for this question.\n\n"
+        "To chat with a real model, set `OPENAI_API_KEY` (and `OPENAI_BASE_URL` for any "
+        "OpenAI-compatible server such as vLLM, Ollama or llama.cpp), or name a provider in "
+        "`kaiwa.toml`, then give the agent an `llm_model` such as `openai/gpt-4o-mini` and "
+        "publish it."
+    ),
+    "ja": (
+        "こんにちは。kaiwa の組み込みアシスタントです。生成モデルがまだ設定されていないため、"
+        "エージェントのナレッジベース・添付ファイル・ツールの結果からしか回答できず、"
+        "この質問に使える情報がありません。\n\n"
+        "実際のモデルと会話するには、`OPENAI_API_KEY` を設定するか(vLLM・Ollama・llama.cpp "
+        "などの OpenAI 互換サーバーなら `OPENAI_BASE_URL` も)、`kaiwa.toml` にプロバイダーを"
+        "定義してください。そのうえでエージェントの `llm_model` を `openai/gpt-4o-mini` の"
+        "ように設定し、公開します。"
+    ),
+}
+
+_FROM_CONTEXT = {"en": "Here is what I found:\n\n", "ja": "見つかった情報です。\n\n"}
+
+_TERMS = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]{1,2}|\w{3,}")
+
+
+class ExtractiveModel:
+    def __init__(self, provider: str, model: str, *, chunk_delay: float = 0.0) -> None:
+        self._name = f"{provider}/{model}"
+        self._delay = chunk_delay
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        prompt = sum(estimate_tokens(m.content) for m in request.messages)
+        language = detect_language(question)
+        if request.purpose == "title":
+            text = short_title(question)
+        else:
+            text = _answer(question, language, request.messages)
+        for piece in chunks(text):
+            if self._delay:
+                await asyncio.sleep(self._delay)
+            yield TextDelta(piece)
+        yield Usage(prompt_tokens=prompt, completion_tokens=estimate_tokens(text))
+
+
+def _answer(question: str, language: Language, messages: Sequence[ChatMessage]) -> str:
+    passages = [p for m in messages if m.role == "tool" for p in m.content.split("\n\n") if p.strip()]
+    best = _best_passages(question, passages)
+    if not best:
+        return _NO_MODEL[language]
+    return _FROM_CONTEXT[language] + "\n\n".join(best)
+
+
+def _best_passages(question: str, passages: list[str], limit: int = 3) -> list[str]:
+    terms = set(_TERMS.findall(question.lower()))
+    scored = []
+    for index, passage in enumerate(passages):
+        score = len(terms & set(_TERMS.findall(passage.lower())))
+        if score:
+            scored.append((-score, index, passage.strip()))
+    return [passage for _, _, passage in sorted(scored)[:limit]]

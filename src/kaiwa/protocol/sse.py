@@ -1,0 +1,136 @@
+"""Server-Sent Events framing: a frame encoder and a push-style incremental decoder.
+
+The decoder follows the WHATWG "interpret an event stream" steps
+(https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation) and
+does no I/O: feed it bytes as they arrive with `decode(chunk)`, get complete events back, call
+`flush()` at end of stream. Multi-byte UTF-8 characters and CRLF pairs may be split anywhere.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+DONE = b"data: [DONE]\n\n"
+PING = b": ping\n\n"
+
+
+def encode_frame(event_id: int, event_type: str, data_json: str) -> bytes:
+    """One frame: `id:`, `event:`, one `data:` line of compact JSON, a blank line.
+
+    `data_json` must be a single line (JSON encoders escape newlines in strings).
+    """
+    return f"id: {event_id}\nevent: {event_type}\ndata: {data_json}\n\n".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    """The last event id seen on the stream when this event was dispatched."""
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Turns a byte stream into `ServerSentEvent`s.
+
+    >>> d = SSEDecoder()
+    >>> d.decode(b"event: x\\ndata: \\xe5\\x96")
+    []
+    >>> d.decode(b"\\xb6\\n\\n")
+    [ServerSentEvent(event='x', data='営', id=None, retry=None)]
+    """
+
+    def __init__(self) -> None:
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._pending_cr = False
+        self._first_chunk = True
+        self._event = ""
+        self._data: list[str] = []
+        self._last_event_id: str | None = None
+        self._retry: int | None = None
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self._last_event_id
+
+    def decode(self, chunk: bytes) -> list[ServerSentEvent]:
+        text = self._text.decode(chunk)
+        if self._first_chunk and text:
+            self._first_chunk = False
+            if text.startswith("\ufeff"):
+                text = text[1:]
+        return self._feed(text)
+
+    def flush(self) -> list[ServerSentEvent]:
+        """End of stream: a trailing event without its blank line is discarded, per the spec."""
+        self._feed(self._text.decode(b"", final=True))
+        self._buffer = ""
+        self._event, self._data = "", []
+        return []
+
+    def _feed(self, text: str) -> list[ServerSentEvent]:
+        if not text:
+            return []
+        if self._pending_cr:
+            # A CR ended the previous chunk; a LF starting this one belongs to it.
+            self._pending_cr = False
+            if text[0] == "\n":
+                text = text[1:]
+        events: list[ServerSentEvent] = []
+        buffer = self._buffer + text
+        start = 0
+        length = len(buffer)
+        while start < length:
+            cr = buffer.find("\r", start)
+            lf = buffer.find("\n", start)
+            if cr == -1 and lf == -1:
+                break
+            if cr == -1 or (lf != -1 and lf < cr):
+                end, next_start = lf, lf + 1
+            else:
+                end = cr
+                if cr + 1 < length:
+                    next_start = cr + 2 if buffer[cr + 1] == "\n" else cr + 1
+                else:
+                    next_start = cr + 1
+                    self._pending_cr = True
+            event = self._line(buffer[start:end])
+            if event is not None:
+                events.append(event)
+            start = next_start
+        self._buffer = buffer[start:]
+        return events
+
+    def _line(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            return self._dispatch()
+        if line[0] == ":":
+            return None
+        field, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        elif field == "id":
+            if "\0" not in value:
+                self._last_event_id = value
+        elif field == "retry" and value.isdigit():
+            self._retry = int(value)
+        return None
+
+    def _dispatch(self) -> ServerSentEvent | None:
+        event, data = self._event, self._data
+        self._event, self._data = "", []
+        if not data:
+            return None
+        return ServerSentEvent(
+            event=event or "message",
+            data="\n".join(data),
+            id=self._last_event_id,
+            retry=self._retry,
+        )
