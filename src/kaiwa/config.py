@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     """Overrides the SQLite file, e.g. `postgresql+asyncpg://user@host/db`."""
     host: str = "127.0.0.1"
     port: int = 8000
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    """Origins allowed to call the API from a browser. Keys travel in a header, not a cookie,
+    so allowing any origin exposes nothing a caller does not already hold."""
 
     ping_interval: float = Field(15.0, gt=0)
     """Seconds between `: ping` keep-alive comments on an open stream."""

@@ -38,7 +38,17 @@ _NO_MODEL = {
 
 _FROM_CONTEXT = {"en": "Here is what I found:\n\n", "ja": "見つかった情報です。\n\n"}
 
-_TERMS = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]{1,2}|\w{3,}")
+_JAPANESE = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Katakana and Han carry a Japanese sentence's content (hiragana is mostly grammar); a word of
+# another script stops where Japanese starts, so `kaiwaの設定` is `kaiwa` and `設定`.
+_TERM_RUNS = re.compile(
+    "(?P<ja>[\u30a0-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)"
+    f"|(?P<word>[^\\W{_JAPANESE}]{{3,}})"
+)
+# English words too common to tell passages apart.
+_COMMON = """about and are can could did does for from has have how its not our that the their there
+these they this those was were what when where which who why will with would you your"""
+_STOPWORDS = frozenset(_COMMON.split())
 
 
 class ExtractiveModel:
@@ -52,7 +62,8 @@ class ExtractiveModel:
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        prompt = sum(estimate_tokens(m.content) for m in request.messages)
+        prompt = estimate_tokens(request.system or "")
+        prompt += sum(estimate_tokens(m.content) for m in request.messages)
         language = detect_language(question)
         if request.purpose == "title":
             text = short_title(question)
@@ -66,7 +77,9 @@ class ExtractiveModel:
 
 
 def _answer(question: str, language: Language, messages: Sequence[ChatMessage]) -> str:
-    passages = [p for m in messages if m.role == "tool" for p in m.content.split("\n\n") if p.strip()]
+    passages = [
+        p for m in messages if m.role == "tool" for p in m.content.split("\n\n") if p.strip()
+    ]
     best = _best_passages(question, passages)
     if not best:
         return _NO_MODEL[language]
@@ -74,10 +87,29 @@ def _answer(question: str, language: Language, messages: Sequence[ChatMessage]) 
 
 
 def _best_passages(question: str, passages: list[str], limit: int = 3) -> list[str]:
-    terms = set(_TERMS.findall(question.lower()))
+    terms = _terms(question)
     scored = []
     for index, passage in enumerate(passages):
-        score = len(terms & set(_TERMS.findall(passage.lower())))
+        score = len(terms & _terms(passage))
         if score:
             scored.append((-score, index, passage.strip()))
     return [passage for _, _, passage in sorted(scored)[:limit]]
+
+
+def _terms(text: str) -> set[str]:
+    """Words, and every overlapping pair of Japanese characters (a lone one stands alone).
+
+    Pairs overlap so that a word matches wherever it starts: `営業時間` in the question and in
+    `当店の営業時間` share `営業`, `業時` and `時間`.
+    """
+    terms: set[str] = set()
+    for match in _TERM_RUNS.finditer(text.lower()):
+        run = match.group()
+        if match.lastgroup == "word":
+            if run not in _STOPWORDS:
+                terms.add(run)
+        elif len(run) == 1:
+            terms.add(run)
+        else:
+            terms.update(run[i : i + 2] for i in range(len(run) - 1))
+    return terms

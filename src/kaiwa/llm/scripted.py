@@ -35,7 +35,8 @@ class ScriptedModel:
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         script: Mapping[str, Any] = request.settings.get("script") or {}
         last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        prompt = sum(estimate_tokens(m.content) for m in request.messages)
+        prompt = estimate_tokens(request.system or "")
+        prompt += sum(estimate_tokens(m.content) for m in request.messages)
         if request.purpose == "title":
             title = str(script.get("title") or short_title(last_user))
             if script.get("title_delay"):
@@ -47,10 +48,13 @@ class ScriptedModel:
         if items is None:
             items = [{"text": piece} for piece in chunks(f"Echo: {last_user}")]
         completion = 0
+        streamed = False
         for item in items:
             if "text" in item:
-                completion += estimate_tokens(item["text"])
-                yield TextDelta(str(item["text"]))
+                text = str(item["text"])
+                completion += estimate_tokens(text)
+                streamed = streamed or bool(text)
+                yield TextDelta(text)
             elif "delay" in item:
                 await asyncio.sleep(float(item["delay"]))
             elif "tool_call" in item:
@@ -61,7 +65,7 @@ class ScriptedModel:
                     arguments=dict(call.get("arguments", {})),
                 )
             elif "fail" in item:
-                raise ModelError(f"scripted failure: {item['fail']}", partial=completion > 0)
+                raise ModelError(f"scripted failure: {item['fail']}", partial=streamed)
         yield _usage(script.get("usage"), prompt, completion)
 
 

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Literal
 
 Language = Literal["ja", "en"]
 
+_CJK_CHARS = "\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
 _KANA = re.compile(r"[\u3040-\u30ff\uff66-\uff9f]")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
-_TOKEN = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]|\w+|[^\w\s]")
-_SENTENCE_END = re.compile(r"(?<=[。！？!?\.])\s*|\n+")
+_CJK = re.compile(f"[{_CJK_CHARS}]")
+# A word stops where CJK starts: `kaiwaの設定` is one word and three characters, not one token.
+_TOKEN = re.compile(f"[{_CJK_CHARS}]|[^\\W{_CJK_CHARS}]+|[^\\w\\s]")
+# ASCII punctuation ends a sentence only before a space, so `kaiwa.toml` and `3.14` stay whole.
+_SENTENCE_END = re.compile(r"(?<=[。！？])\s*|(?<=[.!?])\s+|\n+")
+# What a cut must not separate from the character before it: joiners, half-width (han)dakuten,
+# emoji skin tones (combining marks are found by their Unicode category).
+_ATTACHED = re.compile("[\u200d\uff9e\uff9f\U0001f3fb-\U0001f3ff]")
 
 
 def detect_language(text: str) -> Language:
@@ -32,8 +39,11 @@ def estimate_tokens(text: str) -> int:
 def chunks(text: str, size: int = 6) -> Iterator[str]:
     """Small pieces of `text` for streaming: `size` characters of CJK, or about one word.
 
-    Pieces are whole characters, so they never split a UTF-8 code point.
+    Pieces are whole characters: they never split a UTF-8 code point, nor part a character from
+    the marks, modifiers and joiners attached to it. Joined, they are `text` exactly.
     """
+    if size < 1:
+        raise ValueError("size must be at least 1")
     piece: list[str] = []
     count = 0
     for token in re.findall(r"\s*\S+|\s+", text):
@@ -50,8 +60,23 @@ def _split_long(token: str, size: int) -> Iterator[str]:
     if not _CJK.search(token) or len(token) <= size:
         yield token
         return
-    for start in range(0, len(token), size):
-        yield token[start : start + size]
+    start = 0
+    while start < len(token):
+        end = min(start + size, len(token))
+        while end < len(token) and _attaches(token, end):
+            end += 1
+        yield token[start:end]
+        start = end
+
+
+def _attaches(text: str, index: int) -> bool:
+    """Whether `text[index]` belongs to the character before it, so no cut may fall between."""
+    char = text[index]
+    return (
+        unicodedata.category(char) in ("Mn", "Mc", "Me")
+        or _ATTACHED.match(char) is not None
+        or text[index - 1] == "\u200d"
+    )
 
 
 def first_sentence(text: str) -> str:

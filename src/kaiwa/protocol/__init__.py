@@ -21,7 +21,7 @@ from kaiwa.protocol.events import (
     TokenUsage,
     parse_event,
 )
-from kaiwa.protocol.sse import DONE, SSEDecoder, ServerSentEvent, encode_frame
+from kaiwa.protocol.sse import DONE, ServerSentEvent, SSEDecoder, encode_frame
 from kaiwa.protocol.state import ResponseState
 
 __all__ = [

@@ -93,6 +93,8 @@ class StepEnd(_Model):
 
 
 class _EventBase(_Model):
+    type: str
+    """Equal to the SSE `event:` name; each event narrows it to its own literal."""
     response_id: str
     chat_id: int
 
@@ -162,7 +164,8 @@ _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 def parse_event(data: str | bytes) -> Event:
     """Decode one `data:` payload into its event model.
 
-    >>> parse_event('{"type":"response.output_text.delta","response_id":"r","chat_id":1,"delta":"は"}')
+    >>> parse_event('{"type":"response.output_text.delta",'
+    ...             '"response_id":"r","chat_id":1,"delta":"は"}')
     OutputTextDelta(response_id='r', chat_id=1, type='response.output_text.delta', delta='は')
     """
     return _event_adapter.validate_json(data)

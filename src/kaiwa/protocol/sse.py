@@ -9,17 +9,23 @@ does no I/O: feed it bytes as they arrive with `decode(chunk)`, get complete eve
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
 
 def encode_frame(event_id: int, event_type: str, data_json: str) -> bytes:
     """One frame: `id:`, `event:`, one `data:` line of compact JSON, a blank line.
 
-    `data_json` must be a single line (JSON encoders escape newlines in strings).
+    `data_json` must be a single line (JSON encoders escape newlines in strings); a line break in
+    it would end the frame early, so it is refused.
     """
+    if "\n" in data_json or "\r" in data_json:
+        raise ValueError("data_json must be a single line")
     return f"id: {event_id}\nevent: {event_type}\ndata: {data_json}\n\n".encode()
 
 
@@ -44,7 +50,7 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = ""
+        self._partial: list[str] = []  # the current line so far, in pieces
         self._pending_cr = False
         self._first_chunk = True
         self._event = ""
@@ -67,41 +73,31 @@ class SSEDecoder:
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: a trailing event without its blank line is discarded, per the spec."""
         self._feed(self._text.decode(b"", final=True))
-        self._buffer = ""
+        self._partial, self._pending_cr = [], False
         self._event, self._data = "", []
         return []
 
     def _feed(self, text: str) -> list[ServerSentEvent]:
-        if not text:
-            return []
-        if self._pending_cr:
+        if self._pending_cr and text:
             # A CR ended the previous chunk; a LF starting this one belongs to it.
             self._pending_cr = False
             if text[0] == "\n":
                 text = text[1:]
+        if not text:
+            return []
+        # Only the new text is scanned, so a long line arriving in many chunks stays linear.
+        lines = _LINE_END.split(text)
+        if len(lines) == 1:
+            self._partial.append(text)
+            return []
+        lines[0] = "".join(self._partial) + lines[0]
+        self._partial = [lines.pop()]
+        self._pending_cr = text.endswith("\r")
         events: list[ServerSentEvent] = []
-        buffer = self._buffer + text
-        start = 0
-        length = len(buffer)
-        while start < length:
-            cr = buffer.find("\r", start)
-            lf = buffer.find("\n", start)
-            if cr == -1 and lf == -1:
-                break
-            if cr == -1 or (lf != -1 and lf < cr):
-                end, next_start = lf, lf + 1
-            else:
-                end = cr
-                if cr + 1 < length:
-                    next_start = cr + 2 if buffer[cr + 1] == "\n" else cr + 1
-                else:
-                    next_start = cr + 1
-                    self._pending_cr = True
-            event = self._line(buffer[start:end])
+        for line in lines:
+            event = self._line(line)
             if event is not None:
                 events.append(event)
-            start = next_start
-        self._buffer = buffer[start:]
         return events
 
     def _line(self, line: str) -> ServerSentEvent | None:
@@ -119,7 +115,7 @@ class SSEDecoder:
         elif field == "id":
             if "\0" not in value:
                 self._last_event_id = value
-        elif field == "retry" and value.isdigit():
+        elif field == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
         return None
 

@@ -16,7 +16,6 @@ from kaiwa.protocol.events import (
     OutputTextDelta,
     ReasoningStepEnd,
     ReasoningStepStart,
-    ResponseCreated,
     ResponseError,
     ResponseStatus,
     TokenUsage,
@@ -56,10 +55,10 @@ class ResponseState:
         return self.status != "in_progress"
 
     def apply(self, event: Event) -> None:
+        # Every event names its response: a stream resumed after `response.created` still has it.
+        self.response_id, self.chat_id = event.response_id, event.chat_id
         if isinstance(event, OutputTextDelta):
             self._chunks.append(event.delta)
-        elif isinstance(event, ResponseCreated):
-            self.response_id, self.chat_id = event.response_id, event.chat_id
         elif isinstance(event, ReasoningStepStart):
             self.steps.append(event.step.model_dump(mode="json"))
         elif isinstance(event, ReasoningStepEnd):

@@ -1,0 +1,306 @@
+"""The `kaiwa` command: serve | init | keys | agents | whitelist.
+
+Management commands work on the database directly, with the same settings as the server
+(`KAIWA_*` environment variables over `kaiwa.toml`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kaiwa.config import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    result: int = args.run(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kaiwa", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", help="address to bind (default from settings: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default from settings: 8000)")
+    serve.set_defaults(run=_serve)
+
+    init = commands.add_parser(
+        "init", help="ensure a workspace and a demo agent exist, and create a management key"
+    )
+    init.add_argument("--json", action="store_true", help="print one JSON line for scripts")
+    init.set_defaults(run=_sync(_init))
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(title="keys")
+    create = keys.add_parser("create", help="create a key (shown once)")
+    create.add_argument("--name", default="cli")
+    create.add_argument("--scope", choices=["management", "chat"], default="management")
+    create.add_argument("--expires", help="expiry, ISO date or datetime (UTC), e.g. 2027-01-31")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(run=_sync(_keys_create))
+    listing = keys.add_parser("list", help="list keys (prefixes only)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=_sync(_keys_list))
+    revoke = keys.add_parser("revoke", help="revoke a key by id or prefix")
+    revoke.add_argument("key", help="the key's id or its prefix as shown by 'keys list'")
+    revoke.set_defaults(run=_sync(_keys_revoke))
+
+    agents = commands.add_parser("agents", help="inspect agents").add_subparsers(title="agents")
+    agents_list = agents.add_parser("list", help="list agents of the workspace")
+    agents_list.add_argument("--json", action="store_true")
+    agents_list.set_defaults(run=_sync(_agents_list))
+
+    whitelist = commands.add_parser(
+        "whitelist", help="whitelist mode: only listed external users may chat"
+    ).add_subparsers(title="whitelist")
+    whitelist.add_parser("on", help="turn whitelist mode on").set_defaults(
+        run=_sync(_whitelist_mode(True))
+    )
+    whitelist.add_parser("off", help="turn whitelist mode off").set_defaults(
+        run=_sync(_whitelist_mode(False))
+    )
+    for name, help_text in (("add", "allow external users"), ("remove", "disallow external users")):
+        sub = whitelist.add_parser(name, help=help_text)
+        sub.add_argument("external_user_ids", nargs="+")
+        sub.set_defaults(run=_sync(_whitelist_edit(name == "add")))
+    whitelist.add_parser("list", help="show the mode and the allowed users").set_defaults(
+        run=_sync(_whitelist_list)
+    )
+    return parser
+
+
+Command = Callable[[argparse.Namespace, AsyncSession], Awaitable[int]]
+
+
+def _sync(command: Command) -> Callable[[argparse.Namespace], int]:
+    """Run `command` in one transaction against a migrated database."""
+
+    def run(args: argparse.Namespace) -> int:
+        return asyncio.run(_in_transaction(command, args))
+
+    return run
+
+
+async def _in_transaction(command: Command, args: argparse.Namespace) -> int:
+    from kaiwa.store.db import create_engine, migrate, session_factory, transaction
+
+    engine = create_engine(Settings().resolved_database_url)
+    try:
+        await migrate(engine)
+        async with transaction(session_factory(engine)) as session:
+            return await command(args, session)
+    finally:
+        await engine.dispose()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from kaiwa.server import create_app
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    settings = Settings(**overrides)
+    asyncio.run(_in_transaction(_first_run, args))
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+async def _first_run(_args: argparse.Namespace, session: AsyncSession) -> int:
+    """On an empty database, bootstrap a demo and print its key once, so a newcomer can chat."""
+    from kaiwa.store import keys
+    from kaiwa.store.bootstrap import ensure_demo
+    from kaiwa.store.models import ApiKey
+
+    if await session.scalar(select(ApiKey.id).limit(1)) is not None:
+        return 0
+    workspace, agent = await ensure_demo(session)
+    _key, plaintext = await keys.create_key(session, workspace.id, name="first run")
+    base_url = f"http://{_args.host or '127.0.0.1'}:{_args.port or 8000}"
+    body = json.dumps({"name": "hello", "agent_id": agent.id})
+    print(
+        "\nkaiwa: first run, created a workspace, a demo agent and an API key (shown only once):\n"
+        f"  api key   {plaintext}\n"
+        f"  agent id  {agent.id}\n"
+        "Try it:\n"
+        f"  curl -s -X POST {base_url}/api/v1/chats -H 'x-api-key: {plaintext}' "
+        f"-H 'content-type: application/json' -d '{body}'\n",
+        flush=True,
+    )
+    return 0
+
+
+async def _init(args: argparse.Namespace, session: AsyncSession) -> int:
+    from kaiwa.store import keys
+    from kaiwa.store.bootstrap import ensure_demo
+
+    workspace, agent = await ensure_demo(session)
+    _key, plaintext = await keys.create_key(session, workspace.id, name="init")
+    if args.json:
+        print(
+            json.dumps({"workspace_id": workspace.id, "api_key": plaintext, "agent_id": agent.id})
+        )
+    else:
+        print(
+            f"workspace {workspace.id}\nagent     {agent.id}\napi key   {plaintext}  (shown once)"
+        )
+    return 0
+
+
+def _parse_expiry(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise SystemExit(
+            f"kaiwa: --expires must be an ISO date or datetime, got {value!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def _keys_create(args: argparse.Namespace, session: AsyncSession) -> int:
+    from kaiwa.store import keys, workspaces
+
+    workspace = await workspaces.default_workspace(session)
+    assert workspace is not None
+    expires = _parse_expiry(args.expires) if args.expires else None
+    key, plaintext = await keys.create_key(
+        session, workspace.id, name=args.name, scope=args.scope, expires_at=expires
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {"id": key.id, "api_key": plaintext, "prefix": key.prefix, "scope": key.scope}
+            )
+        )
+    else:
+        print(f"{plaintext}\n(shown once; id {key.id}, scope {key.scope})")
+    return 0
+
+
+async def _keys_list(args: argparse.Namespace, session: AsyncSession) -> int:
+    from kaiwa.store import keys
+    from kaiwa.store.db import iso
+
+    rows = [
+        {
+            "id": key.id,
+            "name": key.name,
+            "prefix": key.prefix,
+            "scope": key.scope,
+            "created_at": iso(key.created_at),
+            "expires_at": iso(key.expires_at),
+            "revoked_at": iso(key.revoked_at),
+        }
+        for key in await keys.list_keys(session)
+    ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for row in rows:
+        state = "revoked" if row["revoked_at"] else f"expires {row['expires_at'] or 'never'}"
+        print(f"{row['prefix']}…  {row['id']}  {row['scope']:<10}  {row['name']}  ({state})")
+    return 0
+
+
+async def _keys_revoke(args: argparse.Namespace, session: AsyncSession) -> int:
+    from kaiwa.store import keys
+
+    key = await keys.revoke_key(session, args.key)
+    if key is None:
+        print(f"kaiwa: no single key matches {args.key!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {key.prefix}… ({key.id})")
+    return 0
+
+
+async def _agents_list(args: argparse.Namespace, session: AsyncSession) -> int:
+    from kaiwa.store import agents, workspaces
+
+    workspace = await workspaces.default_workspace(session)
+    assert workspace is not None
+    rows, _total = await agents.list_agents(session, workspace.id, limit=1000, offset=0)
+    listed = [
+        {
+            "id": a.id,
+            "name": a.name,
+            "llm_model": a.llm_model,
+            "published_version": a.published_version,
+        }
+        for a in rows
+    ]
+    if args.json:
+        print(json.dumps(listed, ensure_ascii=False))
+        return 0
+    for row in listed:
+        version = f"v{row['published_version']}" if row["published_version"] else "unpublished"
+        print(f"{row['id']}  {row['name']}  {row['llm_model']}  {version}")
+    return 0
+
+
+def _whitelist_mode(enabled: bool) -> Command:
+    async def run(_args: argparse.Namespace, session: AsyncSession) -> int:
+        from kaiwa.store import workspaces
+
+        workspace = await workspaces.default_workspace(session)
+        assert workspace is not None
+        workspace.whitelist_mode = enabled
+        print(f"whitelist mode {'on' if enabled else 'off'} for workspace {workspace.id}")
+        return 0
+
+    return run
+
+
+def _whitelist_edit(add: bool) -> Command:
+    async def run(args: argparse.Namespace, session: AsyncSession) -> int:
+        from kaiwa.store import workspaces
+
+        workspace = await workspaces.default_workspace(session)
+        assert workspace is not None
+        for user in args.external_user_ids:
+            if add:
+                await workspaces.allow(session, workspace.id, user)
+            else:
+                await workspaces.disallow(session, workspace.id, user)
+        print(f"{'allowed' if add else 'removed'}: {', '.join(args.external_user_ids)}")
+        return 0
+
+    return run
+
+
+async def _whitelist_list(_args: argparse.Namespace, session: AsyncSession) -> int:
+    from kaiwa.store import workspaces
+
+    workspace = await workspaces.default_workspace(session)
+    assert workspace is not None
+    users = await workspaces.whitelist(session, workspace.id)
+    print(f"whitelist mode: {'on' if workspace.whitelist_mode else 'off'}")
+    for user in users:
+        print(user)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

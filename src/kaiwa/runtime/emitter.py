@@ -1,0 +1,56 @@
+"""`Emitter`: numbers, encodes and appends one response's events to its log.
+
+Events are encoded to SSE frames exactly once, here. The emitter also keeps the idle deadline:
+each event pushes it forward (at most once a second, or a tenth of the timeout, so the hot path
+stays a comparison).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from kaiwa.bus import EventLog
+from kaiwa.protocol import Event, OutputTextDelta, ResponseState, encode_frame
+from kaiwa.protocol.events import TERMINAL_TYPES
+
+
+class Emitter:
+    def __init__(self, log: EventLog, response_id: str, chat_id: int) -> None:
+        self.response_id = response_id
+        self.chat_id = chat_id
+        self.state = ResponseState(response_id=response_id, chat_id=chat_id)
+        self._log = log
+        self._seq = 0
+        self._lock = asyncio.Lock()
+        self._deadline: asyncio.Timeout | None = None
+        self._idle = 0.0
+        self._pushed_at = 0.0
+        self._granularity = 1.0
+        self.finished = False
+
+    def watch_idle(self, deadline: asyncio.Timeout, idle: float) -> None:
+        """Push `deadline` forward by `idle` seconds whenever an event is emitted."""
+        self._deadline, self._idle = deadline, idle
+        self._granularity = min(1.0, idle / 10)
+        self._pushed_at = asyncio.get_running_loop().time()
+
+    async def delta(self, text: str) -> None:
+        await self.emit(
+            OutputTextDelta(response_id=self.response_id, chat_id=self.chat_id, delta=text)
+        )
+
+    async def emit(self, event: Event) -> None:
+        finish = event.type in TERMINAL_TYPES
+        async with self._lock:
+            if self.finished:
+                return
+            self.state.apply(event)
+            self._seq += 1
+            frame = encode_frame(self._seq, event.type, event.model_dump_json())
+            self.finished = finish
+            await self._log.append(self.response_id, [frame], finish=finish)
+        if self._deadline is not None:
+            now = asyncio.get_running_loop().time()
+            if now - self._pushed_at >= self._granularity:
+                self._pushed_at = now
+                self._deadline.reschedule(now + self._idle)

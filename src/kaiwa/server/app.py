@@ -1,0 +1,61 @@
+"""`create_app(settings)`: the ASGI application, its services built in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from kaiwa import __version__
+from kaiwa.bus import MemoryEventLog
+from kaiwa.config import Settings
+from kaiwa.llm import ModelRegistry
+from kaiwa.runtime import Runtime
+from kaiwa.server import errors
+from kaiwa.server.deps import Services
+from kaiwa.server.limits import BodyLimitMiddleware
+from kaiwa.server.routes import agents, chats, health, messages
+from kaiwa.store.db import create_engine, migrate, session_factory
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.resolved_database_url)
+        await migrate(engine)
+        sessions = session_factory(engine)
+        log = MemoryEventLog(retention=settings.log_retention)
+        models = ModelRegistry(settings.providers)
+        runtime = Runtime(sessions=sessions, log=log, models=models, settings=settings)
+        await runtime.recover()
+        app.state.sessions = sessions
+        app.state.services = Services(settings=settings, runtime=runtime, log=log, models=models)
+        try:
+            yield
+        finally:
+            await runtime.shutdown()
+            await log.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="kaiwa",
+        version=__version__,
+        summary="Self-hosted AI agent chat server, wire-compatible with the Codeer chat API",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in (chats.router, messages.router, agents.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Kaiwa-Response-Id"],
+    )
+    return app

@@ -1,0 +1,120 @@
+"""Named dependencies for routes: the database session, the caller's key, the services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kaiwa.bus import EventLog
+from kaiwa.config import Settings
+from kaiwa.llm import ModelRegistry
+from kaiwa.protocol import ApiError, ErrorCode
+from kaiwa.runtime import Runtime
+from kaiwa.store import workspaces
+from kaiwa.store.db import now, utc
+from kaiwa.store.keys import hash_key
+from kaiwa.store.models import ApiKey, Workspace
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What `create_app` builds at start-up, shared by every request."""
+
+    settings: Settings
+    runtime: Runtime
+    log: EventLog
+    models: ModelRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated key and its workspace."""
+
+    key_id: str
+    workspace_id: str
+    scope: str
+    whitelist_mode: bool
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+
+
+async def _caller(
+    session: SessionDep,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Caller:
+    if not x_api_key:
+        raise ApiError(
+            ErrorCode.PERMISSION_DENIED, "Missing API key: send it in the x-api-key header"
+        )
+    row = (
+        await session.execute(
+            select(ApiKey, Workspace.whitelist_mode)
+            .join(Workspace, Workspace.id == ApiKey.workspace_id)
+            .where(ApiKey.key_hash == hash_key(x_api_key))
+        )
+    ).first()
+    # Nothing read here is written: end the read transaction before the route's own work.
+    await session.commit()
+    if row is None:
+        raise ApiError(ErrorCode.PERMISSION_DENIED, "Invalid API key")
+    key, whitelist_mode = row
+    if key.revoked_at is not None:
+        raise ApiError(ErrorCode.PERMISSION_DENIED, "This API key has been revoked")
+    if key.expires_at is not None and utc(key.expires_at) <= now():
+        raise ApiError(ErrorCode.PERMISSION_DENIED, "This API key has expired")
+    return Caller(
+        key_id=key.id, workspace_id=key.workspace_id, scope=key.scope, whitelist_mode=whitelist_mode
+    )
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+async def _manager(caller: CallerDep) -> Caller:
+    if caller.scope != "management":
+        raise ApiError(
+            ErrorCode.PERMISSION_DENIED,
+            "This API key may only chat; managing agents needs a management key",
+            status=403,
+        )
+    return caller
+
+
+ManagerDep = Annotated[Caller, Depends(_manager)]
+
+
+async def check_end_user(
+    session: AsyncSession, caller: Caller, external_user_id: str | None, *, required: bool
+) -> None:
+    """In whitelist mode, the end user must be given (when `required`) and on the whitelist."""
+    if not caller.whitelist_mode:
+        return
+    if external_user_id is None:
+        if required:
+            raise ApiError(
+                ErrorCode.CLIENT_USER_NOT_ALLOWED,
+                "external_user_id is required: this workspace only serves whitelisted users",
+            )
+        return
+    if not await workspaces.is_allowed(session, caller.workspace_id, external_user_id):
+        raise ApiError(
+            ErrorCode.CLIENT_USER_NOT_ALLOWED,
+            f"External user {external_user_id!r} is not on this workspace's whitelist",
+        )

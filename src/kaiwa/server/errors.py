@@ -1,0 +1,93 @@
+"""Errors become envelopes here, and only here.
+
+Routes and services raise `ApiError`; validation and framework errors are translated to the same
+codes, with a message that names the field and the rule. Nothing internal leaks into a message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from kaiwa.protocol import ApiError, ErrorCode
+
+logger = logging.getLogger(__name__)
+
+_STATUS_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.PERMISSION_DENIED,
+    403: ErrorCode.PERMISSION_DENIED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.BAD_REQUEST,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.BAD_REQUEST,
+    422: ErrorCode.BAD_REQUEST,
+    429: ErrorCode.RATE_LIMITED,
+}
+
+
+def error_response(
+    status: int, code: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"data": None, "message": message, "error_code": code, "pagination": None}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def describe_validation(errors: Sequence[Any]) -> str:
+    """`name: String should have at most 256 characters; agent_id: Field required`."""
+    parts = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+        kind = error.get("type", "")
+        if kind == "json_invalid":
+            detail = error.get("ctx", {}).get("error", "")
+            parts.append(f"Malformed JSON body{': ' + detail if detail else ''}")
+        elif kind == "missing" and not loc:
+            parts.append("A JSON body is required")
+        elif kind == "model_attributes_type" or (kind == "dict_type" and not loc):
+            parts.append("The JSON body must be an object")
+        else:
+            field = ".".join(loc) or "body"
+            parts.append(f"{field}: {error.get('msg', 'invalid value')}")
+    return "; ".join(parts) or "Invalid request"
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, int(exc.code), exc.message, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(400, int(ErrorCode.BAD_REQUEST), describe_validation(exc.errors()))
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _STATUS_CODES.get(exc.status_code, ErrorCode.SERVER_ERROR)
+    status = exc.status_code if exc.status_code < 500 else 500
+    message = str(exc.detail)
+    if exc.status_code == 404:
+        message = "Not found: no such endpoint"
+    elif exc.status_code == 400 and "parsing the body" in message:
+        message = "Malformed request body: it must be UTF-8 encoded JSON"
+    return error_response(status, int(code), message, dict(exc.headers or {}))
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    return error_response(500, int(ErrorCode.SERVER_ERROR), "Internal server error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,93 @@
+"""Messages: list a chat's messages, send one (streamed or not)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from kaiwa.protocol import ApiError, ErrorCode
+from kaiwa.runtime import TurnRequest
+from kaiwa.server.deps import CallerDep, ServicesDep, SessionDep, check_end_user
+from kaiwa.server.envelope import ok
+from kaiwa.server.pagination import PageDep, pagination
+from kaiwa.server.routes.params import ChatId
+from kaiwa.server.schemas import SendMessage, message_out
+from kaiwa.server.sse import follow, sse_response
+from kaiwa.store import chats, messages
+
+router = APIRouter(prefix="/api/v1/chats/{chat_id}/messages", tags=["messages"])
+
+
+@router.get("")
+async def list_messages(
+    request: Request, chat_id: ChatId, caller: CallerDep, session: SessionDep, page: PageDep
+) -> JSONResponse:
+    chat = await chats.get_chat(session, caller.workspace_id, chat_id)
+    if chat is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Chat {chat_id} not found")
+    await check_end_user(session, caller, chat.external_user_id, required=False)
+    rows, total = await messages.list_messages(
+        session, chat_id, limit=page.limit, offset=page.offset
+    )
+    return ok([message_out(m) for m in rows], pagination(request, page, total))
+
+
+@router.post("")
+async def send_message(
+    chat_id: ChatId,
+    body: SendMessage,
+    caller: CallerDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> Response:
+    settings = services.settings
+    if not body.message.strip():
+        raise ApiError(ErrorCode.BAD_REQUEST, "message: must not be empty")
+    if len(body.message) > settings.max_message_chars:
+        raise ApiError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"message: must be at most {settings.max_message_chars} characters, "
+            f"got {len(body.message)}",
+        )
+    if len(body.attached_file_uuids) > settings.max_attachments:
+        raise ApiError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"attached_file_uuids: at most {settings.max_attachments} attachments, "
+            f"got {len(body.attached_file_uuids)}",
+        )
+    if body.attached_file_uuids:
+        raise ApiError(
+            ErrorCode.NOT_FOUND, f"Attached file {body.attached_file_uuids[0]} not found"
+        )
+    chat = await chats.get_chat(session, caller.workspace_id, chat_id)
+    if chat is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Chat {chat_id} not found")
+    await check_end_user(
+        session, caller, body.external_user_id or chat.external_user_id, required=False
+    )
+    # The session's read transaction ends here; the runtime opens its own short write.
+    await session.commit()
+    started = await services.runtime.start(
+        TurnRequest(
+            workspace_id=caller.workspace_id,
+            chat_id=chat_id,
+            agent_id=str(body.agent_id),
+            message=body.message,
+            external_user_id=body.external_user_id,
+        )
+    )
+    if not body.stream:
+        state = await services.runtime.wait(started.response_id)
+        if state.error is not None:
+            raise ApiError(ErrorCode(state.error.code), state.error.message)
+        return ok(state.text)
+    return sse_response(
+        follow(
+            services.log,
+            started.response_id,
+            chat_id,
+            ping_interval=settings.ping_interval,
+            idle_timeout=settings.idle_timeout,
+        ),
+        started.response_id,
+    )

@@ -1,0 +1,97 @@
+"""The SSE writer: follows a response's event log and turns it into an HTTP stream.
+
+It sends `: ping` first (so headers and the first byte go out at once) and every
+`ping_interval` seconds of silence, the log's pre-encoded frames as they arrive, and `[DONE]`
+last — always. If the log itself goes silent for longer than the idle timeout (its producer is
+gone), the writer ends the stream with a 10008 error of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from starlette.responses import StreamingResponse
+
+from kaiwa.bus import EventLog
+from kaiwa.protocol import ErrorCode
+from kaiwa.protocol.sse import DONE, PING
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+    "Connection": "keep-alive",
+}
+# How long past the producer's own idle timeout the writer waits before giving up on the log.
+_GRACE = 5.0
+
+
+async def follow(
+    log: EventLog,
+    response_id: str,
+    chat_id: int,
+    *,
+    after: int = 0,
+    ping_interval: float,
+    idle_timeout: float,
+) -> AsyncIterator[bytes]:
+    yield PING
+    cursor = after
+    silent = 0.0
+    while True:
+        read = await log.read(response_id, cursor, wait=ping_interval)
+        if read is None:
+            yield (
+                _error_frame(
+                    response_id, chat_id, ErrorCode.NOT_FOUND, "This response's events have expired"
+                )
+                + DONE
+            )
+            return
+        if read.frames:
+            silent = 0.0
+            cursor = read.last
+            body = b"".join(read.frames)
+            yield body + DONE if read.finished else body
+            if read.finished:
+                return
+            continue
+        if read.finished:
+            yield DONE
+            return
+        silent += ping_interval
+        if silent > idle_timeout + _GRACE:
+            yield (
+                _error_frame(
+                    response_id,
+                    chat_id,
+                    ErrorCode.TIMEOUT,
+                    "No event for too long: the response timed out",
+                )
+                + DONE
+            )
+            return
+        yield PING
+
+
+def _error_frame(response_id: str, chat_id: int, code: ErrorCode, message: str) -> bytes:
+    payload = json.dumps(
+        {
+            "type": "response.error",
+            "response_id": response_id,
+            "chat_id": chat_id,
+            "message": message,
+            "code": int(code),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return f"event: response.error\ndata: {payload}\n\n".encode()
+
+
+def sse_response(body: AsyncIterator[bytes], response_id: str) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream; charset=utf-8",
+        headers={**SSE_HEADERS, "X-Kaiwa-Response-Id": response_id},
+    )

@@ -1,0 +1,114 @@
+"""Agents and their published versions. Chats always run the published snapshot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kaiwa.store.db import new_id, now, paginate
+from kaiwa.store.models import Agent, AgentVersion
+
+#: The fields a version snapshots; an update may change any of them.
+AGENT_FIELDS = (
+    "name",
+    "description",
+    "system_prompt",
+    "llm_model",
+    "unified_tools",
+    "suggested_questions",
+    "meta",
+)
+
+
+async def create_agent(session: AsyncSession, workspace_id: str, **fields: Any) -> Agent:
+    stamp = now()
+    agent = Agent(
+        id=new_id(),
+        workspace_id=workspace_id,
+        description="",
+        system_prompt="",
+        unified_tools=[],
+        suggested_questions=[],
+        meta={},
+        published_version=None,
+        created_at=stamp,
+        updated_at=stamp,
+        deleted_at=None,
+    )
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    session.add(agent)
+    await session.flush()
+    return agent
+
+
+async def get_agent(session: AsyncSession, workspace_id: str, agent_id: str) -> Agent | None:
+    agent = await session.get(Agent, agent_id)
+    if agent is None or agent.workspace_id != workspace_id or agent.deleted_at is not None:
+        return None
+    return agent
+
+
+async def list_agents(
+    session: AsyncSession, workspace_id: str, *, limit: int, offset: int
+) -> tuple[list[Agent], int]:
+    query = (
+        select(Agent)
+        .where(Agent.workspace_id == workspace_id, Agent.deleted_at.is_(None))
+        .order_by(Agent.created_at, Agent.id)
+    )
+    return await paginate(session, query, limit=limit, offset=offset)
+
+
+async def list_published(session: AsyncSession, workspace_id: str) -> list[Agent]:
+    query = (
+        select(Agent)
+        .where(
+            Agent.workspace_id == workspace_id,
+            Agent.deleted_at.is_(None),
+            Agent.published_version.is_not(None),
+        )
+        .order_by(Agent.created_at, Agent.id)
+    )
+    return list(await session.scalars(query))
+
+
+def update_agent(agent: Agent, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    agent.updated_at = now()
+
+
+def delete_agent(agent: Agent) -> None:
+    # Soft delete: chats and messages keep pointing at it, and it answers 404 from now on.
+    agent.deleted_at = now()
+
+
+async def publish(session: AsyncSession, agent: Agent) -> AgentVersion:
+    """Snapshot the agent as its next version and make that version the one chats run."""
+    latest = await session.scalar(
+        select(func.max(AgentVersion.version)).where(AgentVersion.agent_id == agent.id)
+    )
+    version = AgentVersion(
+        agent_id=agent.id,
+        version=(latest or 0) + 1,
+        snapshot={name: getattr(agent, name) for name in AGENT_FIELDS},
+        created_at=now(),
+    )
+    session.add(version)
+    agent.published_version = version.version
+    agent.updated_at = now()
+    await session.flush()
+    return version
+
+
+async def published_version(session: AsyncSession, agent: Agent) -> AgentVersion | None:
+    if agent.published_version is None:
+        return None
+    return await session.scalar(
+        select(AgentVersion).where(
+            AgentVersion.agent_id == agent.id, AgentVersion.version == agent.published_version
+        )
+    )
