@@ -169,7 +169,9 @@ def test_terminal_types_are_completed_and_error() -> None:
 
 
 def test_token_usage_adds_field_by_field() -> None:
-    a = TokenUsage(total_prompt_tokens=10, total_completion_tokens=4, total_tokens=14, total_calls=1)
+    a = TokenUsage(
+        total_prompt_tokens=10, total_completion_tokens=4, total_tokens=14, total_calls=1
+    )
     b = TokenUsage(total_prompt_tokens=3, total_completion_tokens=2, total_tokens=5, total_calls=2)
     assert a + b == TokenUsage(
         total_prompt_tokens=13, total_completion_tokens=6, total_tokens=19, total_calls=3

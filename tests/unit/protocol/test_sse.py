@@ -18,7 +18,7 @@ from kaiwa.protocol.events import (
     TokenUsage,
     parse_event,
 )
-from kaiwa.protocol.sse import DONE, PING, SSEDecoder, ServerSentEvent, encode_frame
+from kaiwa.protocol.sse import DONE, PING, ServerSentEvent, SSEDecoder, encode_frame
 
 
 def decode_all(chunks: list[bytes]) -> list[ServerSentEvent]:
@@ -189,9 +189,7 @@ BOM = b"\xef\xbb\xbf"
         ([b"data: x\n\n", BOM + b"data: y\n\n"], [sse("x")]),
     ],
 )
-def test_leading_bom_is_stripped_once(
-    chunks: list[bytes], expected: list[ServerSentEvent]
-) -> None:
+def test_leading_bom_is_stripped_once(chunks: list[bytes], expected: list[ServerSentEvent]) -> None:
     assert decode_all(chunks) == expected
 
 

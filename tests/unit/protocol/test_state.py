@@ -19,7 +19,9 @@ from kaiwa.protocol.events import (
 from kaiwa.protocol.state import ResponseState
 
 IDS = {"response_id": "resp_01", "chat_id": 7}
-USAGE = TokenUsage(total_prompt_tokens=12, total_completion_tokens=5, total_tokens=17, total_calls=2)
+USAGE = TokenUsage(
+    total_prompt_tokens=12, total_completion_tokens=5, total_tokens=17, total_calls=2
+)
 
 
 def delta(text: str) -> OutputTextDelta:

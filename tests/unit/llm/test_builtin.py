@@ -1,0 +1,157 @@
+"""`builtin/extractive`: offline answers in the user's language, from tool results or guidance."""
+
+from __future__ import annotations
+
+from kaiwa.llm.base import ChatMessage, ModelEvent, ModelRequest, Purpose, TextDelta, Usage
+from kaiwa.llm.builtin import ExtractiveModel
+from kaiwa.llm.text import detect_language, estimate_tokens
+
+JA_QUESTION = "営業時間は何時ですか？土曜日も開いていますか？"
+EN_QUESTION = "What are your opening hours?"
+
+
+async def run(request: ModelRequest, model: ExtractiveModel | None = None) -> list[ModelEvent]:
+    model = model or ExtractiveModel("builtin", "extractive")
+    return [event async for event in model.stream(request)]
+
+
+def ask(
+    *messages: ChatMessage, purpose: Purpose = "answer", system: str | None = None
+) -> ModelRequest:
+    return ModelRequest(messages=messages, purpose=purpose, system=system)
+
+
+def text_of(events: list[ModelEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+def test_name_is_provider_slash_model() -> None:
+    assert ExtractiveModel("builtin", "extractive").name == "builtin/extractive"
+
+
+async def test_japanese_question_gets_japanese_guidance() -> None:
+    text = text_of(await run(ask(ChatMessage("user", JA_QUESTION))))
+    assert detect_language(text) == "ja"
+    assert "生成モデルがまだ設定されていない" in text
+    assert "`OPENAI_API_KEY` を設定" in text
+    assert "OPENAI_BASE_URL" in text
+    assert "kaiwa.toml" in text
+
+
+async def test_english_question_gets_english_guidance() -> None:
+    text = text_of(await run(ask(ChatMessage("user", EN_QUESTION))))
+    assert detect_language(text) == "en"
+    assert "No generative model is configured" in text
+    assert "set `OPENAI_API_KEY`" in text
+    assert "`openai/gpt-4o-mini`" in text
+    assert text.startswith("Hello! I'm kaiwa's built-in assistant.")
+    assert text.endswith("publish it.")
+
+
+async def test_answer_streams_in_several_small_chunks() -> None:
+    for question in (JA_QUESTION, EN_QUESTION):
+        events = await run(ask(ChatMessage("user", question)))
+        deltas = [e.text for e in events if isinstance(e, TextDelta)]
+        assert len(deltas) >= 20
+        assert max(len(d) for d in deltas) <= 24
+        assert all(deltas)
+
+
+async def test_usage_comes_last_once_with_nonzero_counts() -> None:
+    events = await run(ask(ChatMessage("user", EN_QUESTION)))
+    usage = events[-1]
+    assert isinstance(usage, Usage)
+    assert [e for e in events if isinstance(e, Usage)] == [usage]
+    assert usage.prompt_tokens == estimate_tokens(EN_QUESTION) > 0
+    assert usage.completion_tokens == estimate_tokens(text_of(events)) > 0
+
+
+async def test_prompt_tokens_count_the_system_prompt_and_every_message() -> None:
+    system = "You are the support agent of a bakery."
+    messages = (
+        ChatMessage("user", "Hi"),
+        ChatMessage("assistant", "Hello, how can I help?"),
+        ChatMessage("user", EN_QUESTION),
+    )
+    events = await run(ask(*messages, system=system))
+    usage = events[-1]
+    assert isinstance(usage, Usage)
+    expected = estimate_tokens(system) + sum(estimate_tokens(m.content) for m in messages)
+    assert usage.prompt_tokens == expected
+
+
+async def test_two_runs_are_identical() -> None:
+    request = ask(ChatMessage("user", JA_QUESTION))
+    assert await run(request) == await run(request)
+
+
+async def test_answers_in_the_language_of_the_last_user_message() -> None:
+    events = await run(
+        ask(
+            ChatMessage("user", EN_QUESTION),
+            ChatMessage("assistant", "..."),
+            ChatMessage("user", JA_QUESTION),
+        )
+    )
+    assert detect_language(text_of(events)) == "ja"
+
+
+async def test_answers_from_a_tool_message_sharing_terms_with_a_japanese_question() -> None:
+    # `営業時間` starts at a different offset in the question and in the passage: terms must
+    # match wherever a word starts.
+    tool = ChatMessage(
+        "tool",
+        "駐車場は店舗の裏にあります。\n\n当店の営業時間は10時から18時です。",
+        tool_call_id="call_1",
+    )
+    text = text_of(await run(ask(ChatMessage("user", "営業時間を教えてください"), tool)))
+    assert text == "見つかった情報です。\n\n当店の営業時間は10時から18時です。"
+
+
+async def test_answers_from_a_tool_message_sharing_terms_with_an_english_question() -> None:
+    tool = ChatMessage(
+        "tool",
+        "Parking is behind the store.\n\nOpening hours: 10:00 to 18:00, Saturdays included.",
+        tool_call_id="call_1",
+    )
+    text = text_of(await run(ask(ChatMessage("user", EN_QUESTION), tool)))
+    assert text == "Here is what I found:\n\nOpening hours: 10:00 to 18:00, Saturdays included."
+
+
+async def test_passages_sharing_only_common_words_are_not_an_answer() -> None:
+    tool = ChatMessage("tool", "We are closed on public holidays. What a pity.", tool_call_id="c")
+    text = text_of(await run(ask(ChatMessage("user", EN_QUESTION), tool)))
+    assert "No generative model is configured" in text
+
+
+async def test_only_tool_messages_are_context() -> None:
+    earlier = ChatMessage("assistant", "Opening hours are 10 to 18.")
+    text = text_of(await run(ask(earlier, ChatMessage("user", EN_QUESTION))))
+    assert "No generative model is configured" in text
+
+
+async def test_best_passages_come_first_and_at_most_three() -> None:
+    passages = [
+        "Opening times vary.",
+        "Opening hours: 10 to 18, hours may change.",
+        "Store hours are posted online.",
+        "Opening day was in 1999.",
+        "Opening soon: a second store.",
+    ]
+    tool = ChatMessage("tool", "\n\n".join(passages), tool_call_id="c")
+    text = text_of(await run(ask(ChatMessage("user", EN_QUESTION), tool)))
+    found = text.removeprefix("Here is what I found:\n\n").split("\n\n")
+    assert found == [passages[1], passages[0], passages[2]]
+
+
+async def test_title_purpose_yields_a_short_title_in_the_message_language() -> None:
+    ja = text_of(await run(ask(ChatMessage("user", JA_QUESTION), purpose="title")))
+    en = text_of(await run(ask(ChatMessage("user", EN_QUESTION), purpose="title")))
+    assert ja == "営業時間は何時ですか"
+    assert en == "What are your opening hours"
+
+
+async def test_chunk_delay_does_not_change_the_answer() -> None:
+    request = ask(ChatMessage("user", "Hi"))
+    slow = ExtractiveModel("builtin", "extractive", chunk_delay=0.001)
+    assert await run(request, slow) == await run(request)
