@@ -1,0 +1,267 @@
+"""`openai`: any OpenAI-compatible chat completions server (OpenAI, Ollama, vLLM, llama.cpp, ...).
+
+Maps a `ModelRequest` out to one streamed `chat.completions.create` call, the chunks back in as
+`ModelEvent`s, and every SDK, `httpx2` or decoding failure to `ModelError` at the edge.
+
+Deliberate choices:
+
+- Retries are the SDK's own (`max_retries`: connection errors, 408/409/429/5xx, with backoff that
+  honours `Retry-After`). They all happen before the first chunk; once the answer streams nothing
+  is retried, since the user has already seen part of it.
+- The deadlines that matter are asyncio ones: `first_byte_timeout` over the whole call up to the
+  first chunk (retries included) and `chunk_timeout` around each later chunk. The SDK's read
+  timeout restarts on every byte and per retry, so it is only a backstop.
+- Error messages are built here from the status code, error code or address, never from the SDK's
+  message or the server's body: those can quote the request, and OpenAI's 401 quotes the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from kaiwa.config import ProviderSettings
+from kaiwa.llm.base import (
+    ChatMessage,
+    ModelError,
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+
+try:
+    import httpx2
+    import openai
+    from openai.types.chat import (
+        ChatCompletionAssistantMessageParam,
+        ChatCompletionChunk,
+        ChatCompletionFunctionToolParam,
+        ChatCompletionMessageParam,
+    )
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "the 'openai' model provider needs the openai SDK: pip install 'kaiwa[server]'"
+    ) from exc
+
+_STATUS_HINTS = {401: "API key rejected", 403: "access denied", 404: "unknown model or path"}
+
+
+class OpenAIModel:
+    """A `ChatModel` over the official `openai` SDK; one client per instance, built on first use."""
+
+    def __init__(self, provider: str, model: str, settings: ProviderSettings) -> None:
+        self._provider = provider
+        self._model = model
+        self._settings = settings
+        self._client: openai.AsyncOpenAI | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self._provider}/{self._model}"
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP connections; the next `stream()` opens new ones."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        client = self._get_client()
+        settings = self._settings
+        state = _ChunkState()
+        chunks: openai.AsyncStream[ChatCompletionChunk] | None = None
+        streamed_text = False
+        try:
+            try:
+                async with asyncio.timeout(settings.first_byte_timeout):
+                    chunks = await self._create(client, request)
+                    chunk = await anext(chunks, None)
+            except TimeoutError:
+                limit = settings.first_byte_timeout
+                raise self._error(f"no answer within first_byte_timeout ({limit:g} s)") from None
+            while chunk is not None:
+                for delta in state.apply(chunk):
+                    streamed_text = True
+                    yield delta
+                try:
+                    async with asyncio.timeout(settings.chunk_timeout):
+                        chunk = await anext(chunks, None)
+                except TimeoutError:
+                    limit = settings.chunk_timeout
+                    problem = f"the answer stalled for more than chunk_timeout ({limit:g} s)"
+                    raise self._error(problem, partial=streamed_text) from None
+            for event in state.finish():
+                yield event
+        except _BadStream as exc:
+            raise self._error(str(exc), partial=streamed_text) from None
+        except (openai.OpenAIError, httpx2.HTTPError, ValueError) as exc:
+            # ValueError: the SDK decodes each `data:` line with json.loads, unguarded.
+            # `from None`: the SDK's exception may quote the server's body, and with it the key.
+            problem = _describe(exc, client.base_url, connected=chunks is not None)
+            raise self._error(problem, partial=streamed_text) from None
+        finally:
+            if chunks is not None:
+                # Also on cancellation: closing the response drops the upstream connection.
+                await chunks.close()
+
+    def _get_client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            settings = self._settings
+            longest = max(settings.first_byte_timeout, settings.chunk_timeout)
+            try:
+                # None for api_key/base_url lets the SDK read OPENAI_API_KEY/OPENAI_BASE_URL.
+                self._client = openai.AsyncOpenAI(
+                    api_key=settings.api_key,
+                    base_url=settings.base_url,
+                    max_retries=settings.max_retries,
+                    timeout=openai.Timeout(longest, connect=settings.connect_timeout),
+                )
+            except openai.OpenAIError:
+                raise ModelError(
+                    f"provider {self._provider!r} has no API key: "
+                    "set OPENAI_API_KEY or api_key in kaiwa.toml"
+                ) from None
+        return self._client
+
+    async def _create(
+        self, client: openai.AsyncOpenAI, request: ModelRequest
+    ) -> openai.AsyncStream[ChatCompletionChunk]:
+        messages: list[ChatCompletionMessageParam] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.extend(_message_out(message) for message in request.messages)
+        tools: list[ChatCompletionFunctionToolParam] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": tool.parameters,
+                },
+            }
+            for tool in request.tools
+        ]
+        extra = request.settings  # passed as is: a bad value is the server's to reject
+        return await client.chat.completions.create(
+            model=self._model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True} if self._settings.stream_usage else openai.omit,
+            tools=tools or openai.omit,
+            max_tokens=request.max_tokens if request.max_tokens is not None else openai.omit,
+            temperature=extra.get("temperature", openai.omit),
+            top_p=extra.get("top_p", openai.omit),
+        )
+
+    def _error(self, problem: str, *, partial: bool = False) -> ModelError:
+        return ModelError(f"openai provider {self._provider!r}: {problem}", partial=partial)
+
+
+def _describe(exc: Exception, url: httpx2.URL, *, connected: bool) -> str:
+    # Scheme, host and path only: user info or a query string could hold a secret.
+    where = f"{url.scheme}://{url.netloc.decode()}{url.path}".rstrip("/")
+    if isinstance(exc, openai.APIStatusError):
+        notes = [_STATUS_HINTS.get(exc.status_code, "")]
+        if exc.code and exc.code.isidentifier():  # e.g. context_length_exceeded
+            notes.append(f"code {exc.code}")
+        detail = ", ".join(note for note in notes if note)
+        return f"HTTP {exc.status_code} from the model server at {where}" + (
+            f" ({detail})" if detail else ""
+        )
+    if isinstance(exc, openai.APITimeoutError):
+        return f"timed out talking to {where}"
+    if isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
+        if connected:
+            return f"the connection to {where} broke off mid-answer"
+        return f"could not connect to {where}"
+    if isinstance(exc, ValueError):
+        return f"malformed response from the model server at {where}"
+    return f"the model server at {where} sent an error ({type(exc).__name__})"
+
+
+@dataclass
+class _PartialCall:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+class _ChunkState:
+    """Folds chunks into events: text at once; tool calls and usage when the stream ends."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, _PartialCall] = {}
+        self._usage: Usage | None = None
+
+    def apply(self, chunk: ChatCompletionChunk) -> list[TextDelta]:
+        deltas: list[TextDelta] = []
+        try:
+            # The SDK builds chunks without validating them, so a chunk of the wrong shape
+            # shows up here as a missing attribute or a non-iterable.
+            if chunk.usage is not None:
+                usage = chunk.usage
+                self._usage = Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
+            for choice in chunk.choices or ():
+                delta = choice.delta
+                if delta.content:
+                    deltas.append(TextDelta(str(delta.content)))
+                for part in delta.tool_calls or ():
+                    call = self._calls.setdefault(part.index, _PartialCall())
+                    call.id = part.id or call.id
+                    if part.function is not None:
+                        call.name = part.function.name or call.name
+                        call.arguments += part.function.arguments or ""
+        except (AttributeError, TypeError):
+            raise _BadStream("malformed chunk from the model server") from None
+        return deltas
+
+    def finish(self) -> list[ModelEvent]:
+        events: list[ModelEvent] = []
+        for index in sorted(self._calls):
+            call = self._calls[index]
+            try:
+                arguments = json.loads(call.arguments or "{}")
+            except ValueError:
+                arguments = None
+            if not isinstance(arguments, dict):
+                raise _BadStream(
+                    f"tool call {call.name!r} has arguments that are not a JSON object"
+                )
+            call_id = call.id or f"call_{index}"
+            events.append(ToolCall(id=call_id, name=call.name, arguments=arguments))
+        if self._usage is not None:
+            events.append(self._usage)
+        return events
+
+
+class _BadStream(Exception):
+    """The stream parsed but makes no sense; the message says how."""
+
+
+def _message_out(message: ChatMessage) -> ChatCompletionMessageParam:
+    content = message.content
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id or "", "content": content}
+    if message.role == "assistant":
+        out: ChatCompletionAssistantMessageParam = {"role": "assistant", "content": content}
+        if message.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": _json_text(call.arguments)},
+                }
+                for call in message.tool_calls
+            ]
+        return out
+    if message.role == "system":
+        return {"role": "system", "content": content}
+    return {"role": "user", "content": content}
+
+
+def _json_text(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)  # Japanese as is: fewer tokens upstream
