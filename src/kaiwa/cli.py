@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--json", action="store_true", help="print one JSON line for scripts")
     init.set_defaults(run=_sync(_init))
 
-    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(title="keys")
+    keys = _group(commands.add_parser("keys", help="manage API keys"))
     create = keys.add_parser("create", help="create a key (shown once)")
     create.add_argument("--name", default="cli")
     create.add_argument("--scope", choices=["management", "chat"], default="management")
@@ -59,14 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key", help="the key's id or its prefix as shown by 'keys list'")
     revoke.set_defaults(run=_sync(_keys_revoke))
 
-    agents = commands.add_parser("agents", help="inspect agents").add_subparsers(title="agents")
+    agents = _group(commands.add_parser("agents", help="inspect agents"))
     agents_list = agents.add_parser("list", help="list agents of the workspace")
     agents_list.add_argument("--json", action="store_true")
     agents_list.set_defaults(run=_sync(_agents_list))
 
-    whitelist = commands.add_parser(
-        "whitelist", help="whitelist mode: only listed external users may chat"
-    ).add_subparsers(title="whitelist")
+    whitelist = _group(
+        commands.add_parser("whitelist", help="whitelist mode: only listed external users may chat")
+    )
     whitelist.add_parser("on", help="turn whitelist mode on").set_defaults(
         run=_sync(_whitelist_mode(True))
     )
@@ -81,6 +84,30 @@ def _parser() -> argparse.ArgumentParser:
         run=_sync(_whitelist_list)
     )
     return parser
+
+
+def _group(
+    parser: argparse.ArgumentParser,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Subcommands of `parser`; `kaiwa keys` alone prints the help of `keys`, not the top one."""
+
+    def usage(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(run=usage)
+    return parser.add_subparsers(title="commands")
+
+
+def _settings(**overrides: Any) -> Settings:
+    """The settings; on a bad value, exit 2 with a message that names it."""
+    # A typo in kaiwa.toml or a KAIWA_* variable is the user's to fix; a traceback would bury it.
+    try:
+        return Settings(**overrides)
+    except (ValidationError, tomllib.TOMLDecodeError) as exc:
+        config = os.environ.get("KAIWA_CONFIG", "kaiwa.toml")
+        print(f"kaiwa: invalid settings (KAIWA_* variables or {config}):\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 Command = Callable[[argparse.Namespace, AsyncSession], Awaitable[int]]
@@ -98,7 +125,7 @@ def _sync(command: Command) -> Callable[[argparse.Namespace], int]:
 async def _in_transaction(command: Command, args: argparse.Namespace) -> int:
     from kaiwa.store.db import create_engine, migrate, session_factory, transaction
 
-    engine = create_engine(Settings().resolved_database_url)
+    engine = create_engine(_settings().resolved_database_url)
     try:
         await migrate(engine)
         async with transaction(session_factory(engine)) as session:
@@ -117,7 +144,10 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
-    settings = Settings(**overrides)
+    settings = _settings(**overrides)
+    # The banner's example must name the address the server really binds, which may come from
+    # KAIWA_HOST / KAIWA_PORT or kaiwa.toml rather than from the flags.
+    args.base_url = f"http://{settings.host}:{settings.port}"
     asyncio.run(_in_transaction(_first_run, args))
     uvicorn.run(
         create_app(settings),
@@ -129,7 +159,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _first_run(_args: argparse.Namespace, session: AsyncSession) -> int:
+async def _first_run(args: argparse.Namespace, session: AsyncSession) -> int:
     """On an empty database, bootstrap a demo and print its key once, so a newcomer can chat."""
     from kaiwa.store import keys
     from kaiwa.store.bootstrap import ensure_demo
@@ -139,7 +169,7 @@ async def _first_run(_args: argparse.Namespace, session: AsyncSession) -> int:
         return 0
     workspace, agent = await ensure_demo(session)
     _key, plaintext = await keys.create_key(session, workspace.id, name="first run")
-    base_url = f"http://{_args.host or '127.0.0.1'}:{_args.port or 8000}"
+    base_url = args.base_url
     body = json.dumps({"name": "hello", "agent_id": agent.id})
     print(
         "\nkaiwa: first run, created a workspace, a demo agent and an API key (shown only once):\n"
@@ -202,8 +232,9 @@ async def _keys_create(args: argparse.Namespace, session: AsyncSession) -> int:
 
 async def _keys_list(args: argparse.Namespace, session: AsyncSession) -> int:
     from kaiwa.store import keys
-    from kaiwa.store.db import iso
+    from kaiwa.store.db import iso, now, utc
 
+    listed = await keys.list_keys(session)
     rows = [
         {
             "id": key.id,
@@ -214,13 +245,19 @@ async def _keys_list(args: argparse.Namespace, session: AsyncSession) -> int:
             "expires_at": iso(key.expires_at),
             "revoked_at": iso(key.revoked_at),
         }
-        for key in await keys.list_keys(session)
+        for key in listed
     ]
     if args.json:
         print(json.dumps(rows))
         return 0
-    for row in rows:
-        state = "revoked" if row["revoked_at"] else f"expires {row['expires_at'] or 'never'}"
+    moment = now()
+    for key, row in zip(listed, rows, strict=True):
+        if key.revoked_at is not None:
+            state = "revoked"
+        elif key.expires_at is not None and utc(key.expires_at) <= moment:
+            state = f"expired {row['expires_at']}"
+        else:
+            state = f"expires {row['expires_at'] or 'never'}"
         print(f"{row['prefix']}…  {row['id']}  {row['scope']:<10}  {row['name']}  ({state})")
     return 0
 

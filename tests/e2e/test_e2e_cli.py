@@ -1,0 +1,205 @@
+"""The `kaiwa` command against a running server: the first-run key, init, keys, agents, whitelist.
+
+The module's server starts through the installed `kaiwa` script on an empty data directory, with
+its address given only by `KAIWA_HOST` / `KAIWA_PORT`. Every management command then runs beside
+it on the same database, and its effect is checked over HTTP without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+INIT_KEYS = {"workspace_id", "api_key", "agent_id"}
+
+
+def _kaiwa_script() -> list[str]:
+    script = Path(sys.executable).parent / "kaiwa"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "kaiwa.cli"]
+
+
+@pytest.fixture(scope="module")
+def server(kaiwa_launcher: Any) -> Iterator[Any]:
+    server = kaiwa_launcher.prepare("cli")
+    server.env.update({"KAIWA_HOST": "127.0.0.1", "KAIWA_PORT": str(server.port)})
+    server.start(command=[*_kaiwa_script(), "serve"])
+    try:
+        server.init()
+        yield server
+    finally:
+        server.stop()
+
+
+def _status(server: Any, key: str) -> tuple[int, int]:
+    """(HTTP status, error_code) of a simple authenticated call with `key`."""
+    response = server.api("GET", "/api/v1/chats", key=key)
+    return response.status_code, response.json()["error_code"]
+
+
+def test_serve_on_an_empty_data_dir_prints_a_first_run_key_that_works(server: Any) -> None:
+    log = server.log_text()
+    assert log.count("kaiwa: first run") == 1, log
+    key = re.search(r"api key\s+(kw_\S+)", log)
+    agent = re.search(r"agent id\s+(\S+)", log)
+    example = re.search(r"curl -s -X POST (\S+)/api/v1/chats", log)
+    assert key, log
+    assert agent, log
+    assert example, log
+    # The example names the address the server really listens on.
+    assert example.group(1) == server.base_url
+    assert agent.group(1) == server.agent_id  # init found the same demo agent
+    chat = server.create_chat("first run", agent_id=agent.group(1), key=key.group(1))
+    assert chat["meta"]["conversation_agent_id"] == agent.group(1)
+
+
+def test_init_json_prints_one_line_with_the_ids_and_a_new_key_each_time(server: Any) -> None:
+    runs = [server.cli("init", "--json") for _ in range(2)]
+    values = []
+    for run in runs:
+        lines = run.stdout.splitlines()
+        assert len(lines) == 1, run.stdout
+        parsed = json.loads(lines[0])
+        assert set(parsed) == INIT_KEYS
+        values.append(parsed)
+    first, second = values
+    assert first["workspace_id"] == second["workspace_id"] == server.workspace_id
+    assert first["agent_id"] == second["agent_id"] == server.agent_id
+    assert first["api_key"] != second["api_key"]
+    for value in values:
+        assert _status(server, value["api_key"]) == (200, 0)
+
+
+def test_keys_list_shows_prefixes_and_revoke_locks_the_key_out(server: Any) -> None:
+    created = json.loads(server.cli("keys", "create", "--name", "revoke me", "--json").stdout)
+    assert set(created) >= {"id", "api_key", "prefix", "scope"}
+    key, prefix = created["api_key"], created["prefix"]
+    assert key.startswith(prefix)
+    assert len(prefix) < len(key)
+    assert _status(server, key) == (200, 0)
+
+    listing = server.cli("keys", "list")
+    assert prefix in listing.stdout
+    assert key not in listing.stdout
+    listing_json = server.cli("keys", "list", "--json")
+    assert key not in listing_json.stdout
+    (row,) = [r for r in json.loads(listing_json.stdout) if r["id"] == created["id"]]
+    assert row["prefix"] == prefix
+    assert row["revoked_at"] is None
+
+    revoked = server.cli("keys", "revoke", prefix)
+    assert prefix in revoked.stdout
+    assert _status(server, key) == (401, 10001)
+    assert _status(server, server.api_key) == (200, 0)  # only that key
+    line = next(line for line in server.cli("keys", "list").stdout.splitlines() if prefix in line)
+    assert "revoked" in line
+
+
+def test_keys_revoke_of_an_unknown_prefix_fails(server: Any) -> None:
+    result = server.cli("keys", "revoke", "kw_nothing", check=False)
+    assert result.returncode == 1
+    assert "kw_nothing" in result.stderr
+
+
+def test_keys_create_with_a_past_expiry_gives_a_key_that_is_refused(server: Any) -> None:
+    past = json.loads(server.cli("keys", "create", "--expires", "2000-01-01", "--json").stdout)
+    response = server.api("GET", "/api/v1/chats", key=past["api_key"])
+    assert response.status_code == 401
+    assert response.json()["error_code"] == 10001
+    line = next(
+        line for line in server.cli("keys", "list").stdout.splitlines() if past["prefix"] in line
+    )
+    assert "expired" in line
+
+    future = server.cli("keys", "create", "--expires", "2999-01-01T00:00:00+09:00", "--json")
+    assert _status(server, json.loads(future.stdout)["api_key"]) == (200, 0)
+
+
+def test_keys_create_refuses_a_malformed_expiry(server: Any) -> None:
+    result = server.cli("keys", "create", "--expires", "next tuesday", check=False)
+    assert result.returncode != 0
+    assert "--expires" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_chat_scoped_key_chats_but_cannot_manage_agents(server: Any) -> None:
+    created = json.loads(server.cli("keys", "create", "--scope", "chat", "--json").stdout)
+    assert created["scope"] == "chat"
+    assert _status(server, created["api_key"]) == (200, 0)
+    response = server.api("GET", "/api/v1/agents", key=created["api_key"])
+    assert response.status_code == 403
+    assert response.json()["error_code"] == 10001
+
+
+def test_agents_list_shows_the_demo_agent(server: Any) -> None:
+    # Runs after the first-run bootstrap and three inits: still exactly one demo agent.
+    text = server.cli("agents", "list").stdout
+    line = next(line for line in text.splitlines() if server.agent_id in line)
+    assert "kaiwa demo" in line
+    assert "builtin/extractive" in line
+    (demo,) = json.loads(server.cli("agents", "list", "--json").stdout)
+    assert demo == {
+        "id": server.agent_id,
+        "name": "kaiwa demo",
+        "llm_model": "builtin/extractive",
+        "published_version": 1,
+    }
+
+
+def test_whitelist_mode_gates_chats_by_external_user(server: Any) -> None:
+    body = {"name": "whitelist", "agent_id": server.agent_id}
+    server.cli("whitelist", "on")
+    try:
+        server.cli("whitelist", "add", "u1")
+        listing = server.cli("whitelist", "list").stdout.splitlines()
+        assert listing[0] == "whitelist mode: on"
+        assert "u1" in listing[1:]
+
+        anonymous = server.api("POST", "/api/v1/chats", json=body)
+        assert anonymous.status_code == 403
+        assert anonymous.json()["error_code"] == 14103
+        stranger = server.api("POST", "/api/v1/chats", json={**body, "external_user_id": "u2"})
+        assert stranger.status_code == 403
+        assert stranger.json()["error_code"] == 14103
+        allowed = server.api("POST", "/api/v1/chats", json={**body, "external_user_id": "u1"})
+        assert allowed.status_code == 200
+        assert allowed.json()["data"]["external_user_id"] == "u1"
+
+        server.cli("whitelist", "remove", "u1")
+        removed = server.api("POST", "/api/v1/chats", json={**body, "external_user_id": "u1"})
+        assert removed.status_code == 403
+    finally:
+        server.cli("whitelist", "off")
+    assert server.api("POST", "/api/v1/chats", json=body).status_code == 200
+
+
+def test_a_command_group_alone_prints_its_own_help(server: Any) -> None:
+    result = server.cli("keys", check=False)
+    assert result.returncode == 2
+    assert result.stdout.startswith("usage: kaiwa keys ")
+
+
+def test_serve_with_a_bad_setting_exits_with_a_message_not_a_traceback(kaiwa_launcher: Any) -> None:
+    broken = kaiwa_launcher.prepare(
+        "bad-config", config='[providers.local]\ntype = "ollama"\nbase_url = "http://x"\n'
+    )
+    result = subprocess.run(
+        [*_kaiwa_script(), "serve", "--port", str(broken.port)],
+        cwd=broken.root,
+        env=broken.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "providers.local.type" in result.stderr
+    assert str(broken.root / "kaiwa.toml") in result.stderr
+    assert "Traceback" not in result.stderr
