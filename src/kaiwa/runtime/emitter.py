@@ -8,6 +8,8 @@ stays a comparison).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from kaiwa.bus import EventLog
 from kaiwa.protocol import Event, OutputTextDelta, ResponseState, encode_frame
@@ -28,11 +30,20 @@ class Emitter:
         self._granularity = 1.0
         self.finished = False
 
-    def watch_idle(self, deadline: asyncio.Timeout, idle: float) -> None:
-        """Push `deadline` forward by `idle` seconds whenever an event is emitted."""
+    @contextmanager
+    def watching_idle(self, deadline: asyncio.Timeout, idle: float) -> Iterator[None]:
+        """Within this scope, push `deadline` forward by `idle` seconds on every event.
+
+        Outside it the deadline is left alone: once expired or exited it refuses to move, and
+        events still come after it (a late title, the terminal event).
+        """
         self._deadline, self._idle = deadline, idle
         self._granularity = min(1.0, idle / 10)
         self._pushed_at = asyncio.get_running_loop().time()
+        try:
+            yield
+        finally:
+            self._deadline = None
 
     async def delta(self, text: str) -> None:
         await self.emit(

@@ -223,18 +223,20 @@ class Runtime:
         title_task: asyncio.Task[None] | None = None
         try:
             model = self._models.get(turn.llm_model)
-            async with asyncio.timeout(self._settings.idle_timeout) as deadline:
-                emitter.watch_idle(deadline, self._settings.idle_timeout)
-                if turn.wants_title:
-                    title_task = asyncio.create_task(self._title(turn, emitter, title_meter))
-                request = ModelRequest(
-                    messages=[*turn.history, ChatMessage("user", turn.message)],
-                    system=turn.system_prompt or None,
-                    settings=turn.model_settings,
-                )
-                await run_agent(model, request, emitter, meter)
-                if title_task is not None:
-                    await self._finish_title(title_task)
+            idle = self._settings.idle_timeout
+            async with asyncio.timeout(idle) as deadline:
+                with emitter.watching_idle(deadline, idle):
+                    if turn.wants_title:
+                        title_task = asyncio.create_task(self._title(turn, emitter, title_meter))
+                    request = ModelRequest(
+                        messages=[*turn.history, ChatMessage("user", turn.message)],
+                        system=turn.system_prompt or None,
+                        settings=turn.model_settings,
+                    )
+                    await run_agent(model, request, emitter, meter)
+            if title_task is not None:
+                # The answer is whole: a slow title is given up, it never fails the answer.
+                await self._finish_title(title_task)
         except ModelError as exc:
             error = (ErrorCode.UPSTREAM_ERROR, exc.message)
         except TimeoutError:
@@ -273,12 +275,12 @@ class Runtime:
             )
 
     async def _finish_title(self, task: asyncio.Task[None]) -> None:
+        # Never wait longer than the idle timeout: the stream is silent meanwhile.
+        limit = min(self._settings.title_timeout, self._settings.idle_timeout)
         try:
-            await asyncio.wait_for(task, self._settings.title_timeout)
+            await asyncio.wait_for(task, limit)
         except TimeoutError:
-            logger.warning(
-                "title generation took longer than %ss; skipped", self._settings.title_timeout
-            )
+            logger.warning("title generation took longer than %ss; skipped", limit)
 
     async def _finish(
         self,

@@ -11,6 +11,9 @@ from fastapi import Depends, Query, Request
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.server.deps import ServicesDep
 
+# Offsets reach the database as a signed 64-bit integer.
+MAX_OFFSET = 2**63 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class Page:
@@ -26,8 +29,10 @@ def _page(
     maximum = services.settings.max_page_limit
     if not 1 <= limit <= maximum:
         raise ApiError(ErrorCode.BAD_REQUEST, f"limit must be between 1 and {maximum}, got {limit}")
-    if offset < 0:
-        raise ApiError(ErrorCode.BAD_REQUEST, f"offset must be 0 or more, got {offset}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST, f"offset must be between 0 and {MAX_OFFSET}, got {offset}"
+        )
     return Page(limit=limit, offset=offset)
 
 

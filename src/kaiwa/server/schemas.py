@@ -1,17 +1,80 @@
 """Request bodies (validated on the way in) and the JSON shapes of resources (on the way out).
 
 Lengths that are settings (name, message) are checked in the routes, where settings are known.
+Every string a client sends, however deeply nested, must be text both databases can store and
+the response can echo: no NUL character (PostgreSQL refuses it) and no lone surrogate (it has
+no UTF-8 encoding). Lengths fixed by a column are checked here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic_core import PydanticCustomError
 
 from kaiwa.store.db import iso
 from kaiwa.store.models import Agent, AgentVersion, Chat, Message
+
+J = TypeVar("J")
+
+#: The width of the `external_user_id` and `llm_model` columns.
+MAX_COLUMN_CHARS = 256
+
+
+def _check_text(value: str, where: str = "") -> str:
+    if "\x00" in value:
+        raise PydanticCustomError(
+            "text_nul", "{where}must not contain NUL characters", {"where": where}
+        )
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise PydanticCustomError(
+                "text_surrogate",
+                "{where}must be valid Unicode text (it has a lone surrogate)",
+                {"where": where},
+            ) from None
+    return value
+
+
+def _check_json(value: J) -> J:
+    """Check every string (keys too) of a JSON value; the message names the nested path."""
+
+    def walk(item: object, path: str) -> None:
+        if isinstance(item, BaseModel):
+            item = item.model_dump()
+        if isinstance(item, str):
+            _check_text(item, f"{path}: " if path else "")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_text(str(key), f"{path}: " if path else "")
+                walk(child, f"{path}.{key}" if path else str(key))
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                walk(child, f"{path}.{index}" if path else str(index))
+
+    walk(value, "")
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_check_text)]
+"""A string that the databases can store and JSON can carry."""
+ColumnText = Annotated[Text, Field(max_length=MAX_COLUMN_CHARS)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json)]
+
+
+def _check_agent_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    # The runtime hands `model_settings` to the model as keyword-like settings.
+    settings = meta.get("model_settings")
+    if settings is not None and not isinstance(settings, dict):
+        raise PydanticCustomError("model_settings_type", "model_settings: must be an object")
+    return meta
+
+
+AgentMeta = Annotated[JsonObject, AfterValidator(_check_agent_meta)]
 
 
 class _Body(BaseModel):
@@ -20,20 +83,20 @@ class _Body(BaseModel):
 
 
 class CreateChat(_Body):
-    name: StrictStr
+    name: Text
     agent_id: UUID
-    external_user_id: StrictStr | None = None
+    external_user_id: ColumnText | None = None
 
 
 class RenameChat(_Body):
-    name: StrictStr
+    name: Text
 
 
 class SendMessage(_Body):
-    message: StrictStr
+    message: Text
     agent_id: UUID
     stream: StrictBool = True
-    external_user_id: StrictStr | None = None
+    external_user_id: ColumnText | None = None
     attached_file_uuids: list[UUID] = Field(default_factory=list)
     include_tool_tags: StrictBool = False
 
@@ -44,12 +107,12 @@ class _Tool(BaseModel):
 
 class KnowledgeBaseTool(_Tool):
     type: Literal["knowledge_base"]
-    knowledge_base_ids: list[StrictStr] = Field(default_factory=list)
+    knowledge_base_ids: list[Text] = Field(default_factory=list)
 
 
 class WebSearchTool(_Tool):
     type: Literal["web_search"]
-    domains: list[StrictStr] | None = None
+    domains: list[Text] | None = None
 
 
 class FetchWebContentTool(_Tool):
@@ -59,12 +122,12 @@ class FetchWebContentTool(_Tool):
 class CallAgentTool(_Tool):
     type: Literal["call_agent"]
     agent_id: UUID
-    invocation_instruction: StrictStr = ""
+    invocation_instruction: Text = ""
 
 
 class RequestFormTool(_Tool):
     type: Literal["request_form"]
-    custom_form_schema: dict[str, Any]
+    custom_form_schema: JsonObject
 
 
 class LookupTool(_Tool):
@@ -85,22 +148,28 @@ UnifiedTool = Annotated[
 class AgentFields(_Body):
     """Writable agent fields; on update every field is optional."""
 
-    name: StrictStr | None = None
-    description: StrictStr | None = None
-    system_prompt: StrictStr | None = None
-    llm_model: StrictStr | None = None
-    unified_tools: list[UnifiedTool] | None = None
-    suggested_questions: list[StrictStr] | None = None
-    meta: dict[str, Any] | None = None
+    name: Text | None = None
+    description: Text | None = None
+    system_prompt: Text | None = None
+    llm_model: ColumnText | None = None
+    # Extra fields of a tool are free-form: checked as JSON, like `meta`.
+    unified_tools: Annotated[list[UnifiedTool], AfterValidator(_check_json)] | None = None
+    suggested_questions: list[Text] | None = None
+    meta: AgentMeta | None = None
 
     def changes(self) -> dict[str, Any]:
+        """The fields the client set (a null means "leave as is")."""
         values = self.model_dump(mode="json", exclude_unset=True)
         return {name: value for name, value in values.items() if value is not None}
 
 
 class CreateAgent(AgentFields):
-    name: StrictStr
-    llm_model: StrictStr = "builtin/extractive"
+    name: Text
+    llm_model: ColumnText = "builtin/extractive"
+
+    def changes(self) -> dict[str, Any]:
+        # Defaults count on creation: an agent always has a model.
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 def chat_out(chat: Chat) -> dict[str, Any]:

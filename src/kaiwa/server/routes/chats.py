@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -12,7 +13,7 @@ from kaiwa.server.deps import CallerDep, ServicesDep, SessionDep, check_end_user
 from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
 from kaiwa.server.routes.params import ChatId, check_name
-from kaiwa.server.schemas import CreateChat, RenameChat, agent_out, chat_out
+from kaiwa.server.schemas import CreateChat, RenameChat, Text, agent_out, chat_out
 from kaiwa.store import agents, chats
 
 router = APIRouter(prefix="/api/v1/chats", tags=["chats"])
@@ -53,15 +54,15 @@ async def list_chats(
     caller: CallerDep,
     session: SessionDep,
     page: PageDep,
-    agent_id: Annotated[str | None, Query()] = None,
-    external_user_id: Annotated[str | None, Query()] = None,
+    agent_id: Annotated[UUID | None, Query()] = None,
+    external_user_id: Annotated[Text | None, Query()] = None,
     order_by: Annotated[OrderBy, Query()] = "-created_at",
 ) -> JSONResponse:
     await check_end_user(session, caller, external_user_id, required=False)
     rows, total = await chats.list_chats(
         session,
         caller.workspace_id,
-        agent_id=agent_id,
+        agent_id=str(agent_id) if agent_id is not None else None,
         external_user_id=external_user_id,
         order="asc" if order_by in ("created_at", "asc", "ascending") else "desc",
         limit=page.limit,

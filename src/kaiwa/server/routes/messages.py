@@ -62,9 +62,10 @@ async def send_message(
     chat = await chats.get_chat(session, caller.workspace_id, chat_id)
     if chat is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"Chat {chat_id} not found")
-    await check_end_user(
-        session, caller, body.external_user_id or chat.external_user_id, required=False
-    )
+    # In whitelist mode both the chat's own user and the one speaking now must be allowed:
+    # removing a user from the list closes their chats to everyone.
+    for end_user in dict.fromkeys((chat.external_user_id, body.external_user_id)):
+        await check_end_user(session, caller, end_user, required=False)
     # The session's read transaction ends here; the runtime opens its own short write.
     await session.commit()
     started = await services.runtime.start(
