@@ -135,9 +135,7 @@ async def _in_transaction(command: Command, args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from kaiwa.server import create_app
+    from kaiwa.server.serve import serve
 
     overrides: dict[str, Any] = {}
     if args.host:
@@ -149,13 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
     # KAIWA_HOST / KAIWA_PORT or kaiwa.toml rather than from the flags.
     args.base_url = f"http://{settings.host}:{settings.port}"
     asyncio.run(_in_transaction(_first_run, args))
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        timeout_graceful_shutdown=10,
-    )
+    serve(settings)
     return 0
 
 

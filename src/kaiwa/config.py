@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     """Seconds without an event before a response fails with 10008."""
     title_timeout: float = Field(20.0, gt=0)
     """How long the answer's end waits for a title still being generated."""
+    shutdown_grace: float = Field(30.0, ge=0)
+    """On SIGTERM, seconds running responses get to finish before they are cancelled."""
     log_retention: float = Field(3600.0, ge=0)
     """Seconds a finished response's event log stays readable."""
 

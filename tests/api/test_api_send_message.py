@@ -311,7 +311,7 @@ async def test_shutdown_ends_a_running_response_as_cancelled_and_keeps_its_text(
             running = asyncio.create_task(api.send(chat["id"], "hi", agent_id=agent_id))
             await _until_running(api, chat["id"])
             await asyncio.sleep(0.05)
-            await app.state.services.runtime.shutdown()
+            await app.state.services.runtime.drain(0)
             stream = parse_stream((await running).content)
             assert stream.completed.status == "cancelled"
             assert stream.completed.final_text == "begun"

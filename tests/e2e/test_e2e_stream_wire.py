@@ -154,11 +154,6 @@ def test_stream_bytes_headers_pings_and_done(reply: RawReply) -> None:
     assert reply.closed
 
 
-@pytest.mark.xfail(
-    reason="server/sse.py sets 'Connection: keep-alive' itself, so a client that sends "
-    "'Connection: close' gets both 'connection: keep-alive' and 'connection: close'",
-    strict=True,
-)
 def test_stream_connection_header_agrees_with_the_clients_close(reply: RawReply) -> None:
     assert reply.headers.get("connection") == ["close"]
 

@@ -44,6 +44,14 @@ class ModelRegistry:
         self._models[llm_model] = built
         return built
 
+    async def aclose(self) -> None:
+        """Close the models that hold connections (their pools belong to this event loop)."""
+        models, self._models = list(self._models.values()), {}
+        for model in models:
+            close = getattr(model, "aclose", None)
+            if close is not None:
+                await close()
+
     @staticmethod
     def _build(provider: str, model: str, settings: ProviderSettings) -> ChatModel:
         if settings.type == "builtin":

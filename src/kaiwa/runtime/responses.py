@@ -92,6 +92,7 @@ class Runtime:
         self._models = models
         self._settings = settings
         self._tasks: dict[str, asyncio.Task[ResponseState]] = {}
+        self._draining = False
 
     async def start(self, request: TurnRequest) -> StartedResponse:
         """Validate and store the turn, announce it, and begin producing the answer.
@@ -99,6 +100,10 @@ class Runtime:
         Raises `ApiError` (unknown chat, agent mismatch, unpublished agent, busy chat) before
         anything is stored.
         """
+        if self._draining:
+            raise ApiError(
+                ErrorCode.SERVER_ERROR, "The server is shutting down; retry shortly", status=503
+            )
         async with transaction(self._sessions) as session:
             turn, created = await self._store_turn(session, request)
         turn.started_at = asyncio.get_running_loop().time()
@@ -128,9 +133,18 @@ class Runtime:
                 message="The server stopped while this response was being produced",
             )
 
-    async def shutdown(self) -> None:
-        """Cancel running producers; each ends its log and stores its partial answer."""
+    async def drain(self, grace: float) -> None:
+        """Stop starting responses; give running ones `grace` seconds, then cancel the rest.
+
+        A cancelled producer still ends its log (`completed`, status `cancelled`) and stores its
+        partial answer, so every open stream ends with `[DONE]`.
+        """
+        self._draining = True
         tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        if grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -238,6 +252,7 @@ class Runtime:
                 # The answer is whole: a slow title is given up, it never fails the answer.
                 await self._finish_title(title_task)
         except ModelError as exc:
+            logger.warning("response %s: model failed: %s", turn.response_id, exc.message)
             error = (ErrorCode.UPSTREAM_ERROR, exc.message)
         except TimeoutError:
             seconds = self._settings.idle_timeout
@@ -260,15 +275,15 @@ class Runtime:
         try:
             model = self._models.get(turn.llm_model)
             title = await generate_title(model, turn.message, turn.model_settings, meter)
+            if title is None:
+                return
+            title = title[: self._settings.max_name_chars]
+            async with transaction(self._sessions) as session:
+                stored = await chats.set_generated_title(session, turn.chat_id, title)
         except Exception as exc:
             # A title is a nicety: the answer goes on without one.
             logger.warning("title for chat %s failed: %s", turn.chat_id, exc)
             return
-        if title is None:
-            return
-        title = title[: self._settings.max_name_chars]
-        async with transaction(self._sessions) as session:
-            stored = await chats.set_generated_title(session, turn.chat_id, title)
         if stored:
             await emitter.emit(
                 ChatTitleUpdated(response_id=turn.response_id, chat_id=turn.chat_id, name=title)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,10 +35,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.recover()
         app.state.sessions = sessions
         app.state.services = Services(settings=settings, runtime=runtime, log=log, models=models)
+        loop = asyncio.get_running_loop()
+        draining: list[asyncio.Task[None]] = []
+
+        def begin_shutdown() -> None:
+            """Thread- and signal-safe: start draining running responses."""
+
+            def start() -> None:
+                if not draining:
+                    draining.append(loop.create_task(runtime.drain(settings.shutdown_grace)))
+
+            loop.call_soon_threadsafe(start)
+
+        app.state.begin_shutdown = begin_shutdown
         try:
             yield
         finally:
-            await runtime.shutdown()
+            await runtime.drain(0)
+            await models.aclose()
             await log.close()
             await engine.dispose()
 

@@ -8,19 +8,17 @@ gone), the writer ends the stream with a 10008 error of its own.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from starlette.responses import StreamingResponse
 
 from kaiwa.bus import EventLog
-from kaiwa.protocol import ErrorCode
-from kaiwa.protocol.sse import DONE, PING
+from kaiwa.protocol import ErrorCode, ResponseError
+from kaiwa.protocol.sse import DONE, PING, encode_frame
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
-    "Connection": "keep-alive",
 }
 # How long past the producer's own idle timeout the writer waits before giving up on the log.
 _GRACE = 5.0
@@ -41,11 +39,9 @@ async def follow(
     while True:
         read = await log.read(response_id, cursor, wait=ping_interval)
         if read is None:
+            message = "This response's events have expired"
             yield (
-                _error_frame(
-                    response_id, chat_id, ErrorCode.NOT_FOUND, "This response's events have expired"
-                )
-                + DONE
+                _error_frame(cursor + 1, response_id, chat_id, ErrorCode.NOT_FOUND, message) + DONE
             )
             return
         if read.frames:
@@ -61,32 +57,19 @@ async def follow(
             return
         silent += ping_interval
         if silent > idle_timeout + _GRACE:
-            yield (
-                _error_frame(
-                    response_id,
-                    chat_id,
-                    ErrorCode.TIMEOUT,
-                    "No event for too long: the response timed out",
-                )
-                + DONE
-            )
+            message = "No event for too long: the response timed out"
+            yield _error_frame(cursor + 1, response_id, chat_id, ErrorCode.TIMEOUT, message) + DONE
             return
         yield PING
 
 
-def _error_frame(response_id: str, chat_id: int, code: ErrorCode, message: str) -> bytes:
-    payload = json.dumps(
-        {
-            "type": "response.error",
-            "response_id": response_id,
-            "chat_id": chat_id,
-            "message": message,
-            "code": int(code),
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return f"event: response.error\ndata: {payload}\n\n".encode()
+def _error_frame(
+    event_id: int, response_id: str, chat_id: int, code: ErrorCode, message: str
+) -> bytes:
+    """An error the writer reports itself, when the log cannot: numbered after the last frame
+    this reader saw, so a client's cursor stays monotonic."""
+    event = ResponseError(response_id=response_id, chat_id=chat_id, message=message, code=code)
+    return encode_frame(event_id, event.type, event.model_dump_json())
 
 
 def sse_response(body: AsyncIterator[bytes], response_id: str) -> StreamingResponse:
