@@ -34,7 +34,7 @@ from kaiwa.runtime.agent import run_agent
 from kaiwa.runtime.emitter import Emitter
 from kaiwa.runtime.titles import generate_title
 from kaiwa.runtime.usage import UsageMeter
-from kaiwa.store import agents, chats, messages, responses
+from kaiwa.store import agents, chats, messages, responses, workspaces
 from kaiwa.store.db import now, transaction
 from kaiwa.store.models import Chat, Message, Response
 
@@ -51,7 +51,8 @@ class TurnRequest:
     agent_id: str
     message: str
     external_user_id: str | None = None
-    attached_file_uuids: tuple[str, ...] = ()
+    whitelist_mode: bool = False
+    """The workspace admits only whitelisted end users (both the chat's and the sender)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,15 @@ class Runtime:
         chat = await session.get(Chat, request.chat_id, with_for_update=True)
         if chat is None or chat.workspace_id != request.workspace_id:
             raise ApiError(ErrorCode.NOT_FOUND, f"Chat {request.chat_id} not found")
+        # Removing a user from the whitelist closes their chats to everyone.
+        for end_user in dict.fromkeys((chat.external_user_id, request.external_user_id)):
+            await workspaces.check_end_user(
+                session,
+                request.workspace_id,
+                end_user,
+                whitelist_mode=request.whitelist_mode,
+                required=False,
+            )
         if chat.agent_id != request.agent_id:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,

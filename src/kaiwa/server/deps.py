@@ -104,17 +104,10 @@ async def check_end_user(
     session: AsyncSession, caller: Caller, external_user_id: str | None, *, required: bool
 ) -> None:
     """In whitelist mode, the end user must be given (when `required`) and on the whitelist."""
-    if not caller.whitelist_mode:
-        return
-    if external_user_id is None:
-        if required:
-            raise ApiError(
-                ErrorCode.CLIENT_USER_NOT_ALLOWED,
-                "external_user_id is required: this workspace only serves whitelisted users",
-            )
-        return
-    if not await workspaces.is_allowed(session, caller.workspace_id, external_user_id):
-        raise ApiError(
-            ErrorCode.CLIENT_USER_NOT_ALLOWED,
-            f"External user {external_user_id!r} is not on this workspace's whitelist",
-        )
+    await workspaces.check_end_user(
+        session,
+        caller.workspace_id,
+        external_user_id,
+        whitelist_mode=caller.whitelist_mode,
+        required=required,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.store.db import new_id, now
 from kaiwa.store.models import WhitelistEntry, Workspace
 
@@ -53,3 +54,28 @@ async def disallow(session: AsyncSession, workspace_id: str, external_user_id: s
             WhitelistEntry.external_user_id == external_user_id,
         )
     )
+
+
+async def check_end_user(
+    session: AsyncSession,
+    workspace_id: str,
+    external_user_id: str | None,
+    *,
+    whitelist_mode: bool,
+    required: bool,
+) -> None:
+    """In whitelist mode, the end user must be given (when `required`) and on the whitelist."""
+    if not whitelist_mode:
+        return
+    if external_user_id is None:
+        if required:
+            raise ApiError(
+                ErrorCode.CLIENT_USER_NOT_ALLOWED,
+                "external_user_id is required: this workspace only serves whitelisted users",
+            )
+        return
+    if not await is_allowed(session, workspace_id, external_user_id):
+        raise ApiError(
+            ErrorCode.CLIENT_USER_NOT_ALLOWED,
+            f"External user {external_user_id!r} is not on this workspace's whitelist",
+        )

@@ -37,7 +37,6 @@ async def send_message(
     chat_id: ChatId,
     body: SendMessage,
     caller: CallerDep,
-    session: SessionDep,
     services: ServicesDep,
 ) -> Response:
     settings = services.settings
@@ -59,15 +58,7 @@ async def send_message(
         raise ApiError(
             ErrorCode.NOT_FOUND, f"Attached file {body.attached_file_uuids[0]} not found"
         )
-    chat = await chats.get_chat(session, caller.workspace_id, chat_id)
-    if chat is None:
-        raise ApiError(ErrorCode.NOT_FOUND, f"Chat {chat_id} not found")
-    # In whitelist mode both the chat's own user and the one speaking now must be allowed:
-    # removing a user from the list closes their chats to everyone.
-    for end_user in dict.fromkeys((chat.external_user_id, body.external_user_id)):
-        await check_end_user(session, caller, end_user, required=False)
-    # The session's read transaction ends here; the runtime opens its own short write.
-    await session.commit()
+    # The runtime loads the chat, checks it, and stores the turn in one short transaction.
     started = await services.runtime.start(
         TurnRequest(
             workspace_id=caller.workspace_id,
@@ -75,6 +66,7 @@ async def send_message(
             agent_id=str(body.agent_id),
             message=body.message,
             external_user_id=body.external_user_id,
+            whitelist_mode=caller.whitelist_mode,
         )
     )
     if not body.stream:
