@@ -162,14 +162,16 @@ async def _first_run(args: argparse.Namespace, session: AsyncSession) -> int:
     workspace, agent = await ensure_demo(session)
     _key, plaintext = await keys.create_key(session, workspace.id, name="first run")
     base_url = args.base_url
-    body = json.dumps({"name": "hello", "agent_id": agent.id})
+    chat = json.dumps({"name": "hello", "agent_id": agent.id})
+    message = json.dumps({"message": "こんにちは", "agent_id": agent.id}, ensure_ascii=False)
+    headers = f"-H 'x-api-key: {plaintext}' -H 'content-type: application/json'"
     print(
         "\nkaiwa: first run, created a workspace, a demo agent and an API key (shown only once):\n"
         f"  api key   {plaintext}\n"
         f"  agent id  {agent.id}\n"
-        "Try it:\n"
-        f"  curl -s -X POST {base_url}/api/v1/chats -H 'x-api-key: {plaintext}' "
-        f"-H 'content-type: application/json' -d '{body}'\n",
+        "Try it: create a chat, then stream an answer in it (the first chat's id is 1):\n"
+        f"  curl -s -X POST {base_url}/api/v1/chats {headers} -d '{chat}'\n"
+        f"  curl -N -X POST {base_url}/api/v1/chats/1/messages {headers} -d '{message}'\n",
         flush=True,
     )
     return 0

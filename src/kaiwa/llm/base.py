@@ -7,7 +7,7 @@ at its edge; nothing above `llm/` sees a provider SDK.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -94,4 +94,7 @@ class ChatModel(Protocol):
         """`provider/model`, as reported in `response.created.model`."""
         ...
 
-    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
+    def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
+        """Events of one model call. Callers close it (`contextlib.aclosing`) so that stopping
+        early also closes the upstream connection at once."""
+        ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from kaiwa.llm.base import ChatMessage, ModelEvent, ModelRequest, TextDelta, Usage
 from kaiwa.llm.text import Language, chunks, detect_language, estimate_tokens, short_title
@@ -60,7 +60,7 @@ class ExtractiveModel:
     def name(self) -> str:
         return self._name
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
         question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         prompt = estimate_tokens(request.system or "")
         prompt += sum(estimate_tokens(m.content) for m in request.messages)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from kaiwa.config import ProviderSettings
@@ -69,7 +69,7 @@ class OpenAIModel:
             await self._client.close()
             self._client = None
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
         client = self._get_client()
         settings = self._settings
         state = _ChunkState()

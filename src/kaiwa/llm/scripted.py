@@ -17,7 +17,7 @@ message back in small chunks. Each call reports its usage last (`usage`, or an e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from kaiwa.llm.base import ModelError, ModelEvent, ModelRequest, TextDelta, ToolCall, Usage
@@ -32,7 +32,7 @@ class ScriptedModel:
     def name(self) -> str:
         return self._name
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
         script: Mapping[str, Any] = request.settings.get("script") or {}
         last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         prompt = estimate_tokens(request.system or "")

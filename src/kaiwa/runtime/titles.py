@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 from kaiwa.llm import ChatMessage, ChatModel, ModelRequest, TextDelta, Usage
 from kaiwa.runtime.usage import UsageMeter
 
@@ -27,11 +29,12 @@ async def generate_title(
     pieces: list[str] = []
     usage: Usage | None = None
     try:
-        async for event in model.stream(request):
-            if isinstance(event, TextDelta):
-                pieces.append(event.text)
-            elif isinstance(event, Usage):
-                usage = event
+        async with aclosing(model.stream(request)) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    pieces.append(event.text)
+                elif isinstance(event, Usage):
+                    usage = event
     finally:
         meter.add_call(usage)
     return clean_title("".join(pieces))

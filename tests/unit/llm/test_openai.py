@@ -381,7 +381,7 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(
     async def consume() -> None:
         # aclosing, as the runtime does: a consumer cancelled between two events closes the
         # suspended stream rather than leaving it to the garbage collector.
-        async with aclosing(model.stream(ASK)) as events:  # type: ignore[type-var]
+        async with aclosing(model.stream(ASK)) as events:
             async for _ in events:
                 first_delta.set()
                 if cancelled_while == "handling-a-delta":
