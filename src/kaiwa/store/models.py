@@ -146,3 +146,30 @@ class Response(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+
+
+class Feedback(Base):
+    """An end user's verdict on an answer: one per message and end user, a repeat replaces it."""
+
+    __tablename__ = "feedbacks"
+    __table_args__ = (UniqueConstraint("message_id", "end_user"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    end_user: Mapped[str] = mapped_column(String(256))
+    """The `external_user_id` that gave it, or "" when none was given."""
+    type: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ServerSecret(Base):
+    """Secrets every replica shares, generated once (e.g. the key that signs resume tokens)."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime]
