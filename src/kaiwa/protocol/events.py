@@ -107,6 +107,9 @@ class ResponseCreated(_EventBase):
     """The turn's group id: the `group_id` of its messages."""
     user_conversation_id: int
     """The id of the stored user message."""
+    resume_token: str | None = None
+    """[ext] Signed, scoped to this response: `?token=` on its events endpoint, for clients
+    (like a browser's `EventSource`) that cannot send the API key."""
 
 
 class ReasoningStepStart(_EventBase):

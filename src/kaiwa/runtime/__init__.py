@@ -1,5 +1,14 @@
 """Responses: the producer side. Runs the agent and writes its events to the log; knows no HTTP."""
 
-from kaiwa.runtime.responses import Runtime, StartedResponse, TurnRequest
+from kaiwa.runtime.responses import CancelReason, Runtime, StartedResponse
+from kaiwa.runtime.tokens import TokenClaims, TokenSigner
+from kaiwa.runtime.turns import TurnRequest
 
-__all__ = ["Runtime", "StartedResponse", "TurnRequest"]
+__all__ = [
+    "CancelReason",
+    "Runtime",
+    "StartedResponse",
+    "TokenClaims",
+    "TokenSigner",
+    "TurnRequest",
+]

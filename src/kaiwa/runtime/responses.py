@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,26 +32,21 @@ from kaiwa.protocol.events import ResponseStatus
 from kaiwa.runtime.agent import run_agent
 from kaiwa.runtime.emitter import Emitter
 from kaiwa.runtime.titles import generate_title
+from kaiwa.runtime.tokens import TokenSigner
+from kaiwa.runtime.turns import ChatBusy, Turn, TurnRequest, store_turn
 from kaiwa.runtime.usage import UsageMeter
-from kaiwa.store import agents, chats, messages, responses, workspaces
+from kaiwa.store import chats, responses
 from kaiwa.store.db import now, transaction
-from kaiwa.store.models import Chat, Message, Response
+from kaiwa.store.models import Message, Response
 
 logger = logging.getLogger(__name__)
 
-HISTORY_MESSAGES = 40
-"""How many earlier messages of the chat the model sees."""
+CancelReason = Literal["stop", "interrupt", "disconnect", "shutdown"]
+"""Why a response was cancelled. An interrupt ends its stream with error 10010; the others end
+it with `completed`, status `cancelled`."""
 
-
-@dataclass(frozen=True, slots=True)
-class TurnRequest:
-    workspace_id: str
-    chat_id: int
-    agent_id: str
-    message: str
-    external_user_id: str | None = None
-    whitelist_mode: bool = False
-    """The workspace admits only whitelisted end users (both the chat's and the sender)."""
+INTERRUPT_WAIT = 10.0
+"""Seconds `if_busy=interrupt` waits for the running response to end before giving up (409)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,19 +56,14 @@ class StartedResponse:
 
 
 @dataclass(slots=True)
-class _Turn:
-    """Everything the producer needs, read in `start`'s transaction."""
-
-    response_id: str
-    chat_id: int
-    llm_model: str
-    system_prompt: str
-    model_settings: dict[str, Any]
-    history: list[ChatMessage]
-    message: str
-    assistant_message_id: int
-    wants_title: bool
-    started_at: float = field(default=0.0)
+class _Running:
+    task: asyncio.Task[ResponseState]
+    emitter: Emitter
+    reason: CancelReason | None = None
+    started: bool = False
+    """The producer has begun: a task cancelled before that never runs its own clean-up."""
+    finishing: bool = False
+    """Past the point of no return: storing the outcome and ending the log."""
 
 
 class Runtime:
@@ -87,26 +76,35 @@ class Runtime:
         log: EventLog,
         models: ModelRegistry,
         settings: Settings,
+        signer: TokenSigner,
     ) -> None:
         self._sessions = sessions
         self._log = log
         self._models = models
         self._settings = settings
-        self._tasks: dict[str, asyncio.Task[ResponseState]] = {}
+        self._signer = signer
+        self._running: dict[str, _Running] = {}
         self._draining = False
 
     async def start(self, request: TurnRequest) -> StartedResponse:
         """Validate and store the turn, announce it, and begin producing the answer.
 
         Raises `ApiError` (unknown chat, agent mismatch, unpublished agent, busy chat) before
-        anything is stored.
+        anything is stored. With `if_busy="interrupt"` a running response is cancelled first.
         """
         if self._draining:
             raise ApiError(
                 ErrorCode.SERVER_ERROR, "The server is shutting down; retry shortly", status=503
             )
-        async with transaction(self._sessions) as session:
-            turn, created = await self._store_turn(session, request)
+        try:
+            turn, created = await self._store(request)
+        except ChatBusy as busy:
+            if request.if_busy != "interrupt" or not await self._interrupt(busy.response_id):
+                raise ApiError(ErrorCode.CONFLICT, str(busy)) from None
+            try:
+                turn, created = await self._store(request)
+            except ChatBusy as again:
+                raise ApiError(ErrorCode.CONFLICT, str(again)) from None
         turn.started_at = asyncio.get_running_loop().time()
         await self._log.create(turn.response_id)
         emitter = Emitter(self._log, turn.response_id, turn.chat_id)
@@ -114,16 +112,58 @@ class Runtime:
         task = asyncio.create_task(
             self._produce(turn, emitter), name=f"response-{turn.response_id}"
         )
-        self._tasks[turn.response_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(turn.response_id, None))
+        self._running[turn.response_id] = _Running(task=task, emitter=emitter)
+        task.add_done_callback(lambda _: self._running.pop(turn.response_id, None))
         return StartedResponse(response_id=turn.response_id, chat_id=turn.chat_id)
+
+    async def _store(self, request: TurnRequest) -> tuple[Turn, ResponseCreated]:
+        async with transaction(self._sessions) as session:
+            return await store_turn(session, request, resume_token=self._signer.sign)
+
+    async def _interrupt(self, response_id: str) -> bool:
+        """Cancel a response running here and wait for it to end; False if it is not here."""
+        if response_id not in self._running:
+            return False
+        try:
+            async with asyncio.timeout(INTERRUPT_WAIT):
+                await self.cancel(response_id, "interrupt")
+        except TimeoutError:
+            return False
+        return True
+
+    def request_cancel(self, response_id: str, reason: CancelReason) -> bool:
+        """Ask a response running here to stop; returns at once. False if it is not running."""
+        running = self._running.get(response_id)
+        if running is None or running.finishing:
+            return running is not None
+        if running.reason is None:
+            running.reason = reason
+            if running.started:
+                running.task.cancel()
+        return True
+
+    async def cancel(self, response_id: str, reason: CancelReason) -> ResponseState | None:
+        """Stop a response running here and return its final state; None if it is not here.
+
+        Idempotent: cancelling a response that is already ending just waits for its end.
+        """
+        running = self._running.get(response_id)
+        if running is None:
+            return None
+        self.request_cancel(response_id, reason)
+        return await asyncio.shield(running.task)
+
+    def state(self, response_id: str) -> ResponseState | None:
+        """What a response running here has produced so far."""
+        running = self._running.get(response_id)
+        return running.emitter.state if running is not None else None
 
     async def wait(self, response_id: str) -> ResponseState:
         """The final state of a response running in this process."""
-        task = self._tasks.get(response_id)
-        if task is None:
+        running = self._running.get(response_id)
+        if running is None:
             raise ApiError(ErrorCode.NOT_FOUND, f"Response {response_id} is not running here")
-        return await asyncio.shield(task)
+        return await asyncio.shield(running.task)
 
     async def recover(self) -> list[str]:
         """At start-up: responses left in progress by a dead process are marked failed."""
@@ -141,111 +181,26 @@ class Runtime:
         partial answer, so every open stream ends with `[DONE]`.
         """
         self._draining = True
-        tasks = list(self._tasks.values())
+        tasks = [running.task for running in self._running.values()]
         if not tasks:
             return
         if grace > 0:
             await asyncio.wait(tasks, timeout=grace)
-        for task in tasks:
-            task.cancel()
+        for response_id in list(self._running):
+            self.request_cancel(response_id, "shutdown")
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _store_turn(
-        self, session: AsyncSession, request: TurnRequest
-    ) -> tuple[_Turn, ResponseCreated]:
-        chat = await session.get(Chat, request.chat_id, with_for_update=True)
-        if chat is None or chat.workspace_id != request.workspace_id:
-            raise ApiError(ErrorCode.NOT_FOUND, f"Chat {request.chat_id} not found")
-        # Removing a user from the whitelist closes their chats to everyone.
-        for end_user in dict.fromkeys((chat.external_user_id, request.external_user_id)):
-            await workspaces.check_end_user(
-                session,
-                request.workspace_id,
-                end_user,
-                whitelist_mode=request.whitelist_mode,
-                required=False,
-            )
-        if chat.agent_id != request.agent_id:
-            raise ApiError(
-                ErrorCode.BAD_REQUEST,
-                "History agent mismatch: agent_id must be the agent this chat was created with "
-                f"({chat.agent_id})",
-            )
-        agent = await agents.get_agent(session, request.workspace_id, request.agent_id)
-        if agent is None:
-            raise ApiError(ErrorCode.NOT_FOUND, f"Agent {request.agent_id} not found")
-        version = await agents.published_version(session, agent)
-        if version is None:
-            raise ApiError(ErrorCode.NOT_FOUND, "Agent version not found: publish the agent first")
-        if await responses.running_on_chat(session, chat.id) is not None:
-            raise ApiError(ErrorCode.CONFLICT, f"A response is already running on chat {chat.id}")
-        earlier = await messages.history(session, chat.id, limit=HISTORY_MESSAGES)
-        snapshot = version.snapshot
-        response_id = str(uuid.uuid4())
-        group_id = f"cvg-{uuid.uuid4()}"
-        user_message = messages.add_message(
-            session,
-            chat_id=chat.id,
-            group_id=group_id,
-            role="user",
-            content=request.message,
-            status="completed",
-            meta={},
-            response_id=response_id,
-        )
-        assistant_message = messages.add_message(
-            session,
-            chat_id=chat.id,
-            group_id=group_id,
-            role="assistant",
-            content="",
-            status="in_progress",
-            meta={"agent_profile": {"id": agent.id, "name": snapshot["name"]}},
-            response_id=response_id,
-        )
-        await session.flush()
-        session.add(
-            Response(
-                id=response_id,
-                chat_id=chat.id,
-                workspace_id=request.workspace_id,
-                agent_id=agent.id,
-                model=snapshot["llm_model"],
-                user_message_id=user_message.id,
-                assistant_message_id=assistant_message.id,
-                status="in_progress",
-                created_at=now(),
-            )
-        )
-        chat.updated_at = now()
-        turn = _Turn(
-            response_id=response_id,
-            chat_id=chat.id,
-            llm_model=snapshot["llm_model"],
-            system_prompt=snapshot.get("system_prompt") or "",
-            model_settings=dict((snapshot.get("meta") or {}).get("model_settings") or {}),
-            history=_context(earlier),
-            message=request.message,
-            assistant_message_id=assistant_message.id,
-            wants_title=chat.auto_title and not earlier,
-        )
-        created = ResponseCreated(
-            response_id=response_id,
-            chat_id=chat.id,
-            agent_id=agent.id,
-            model=snapshot["llm_model"],
-            conversation_group_id=group_id,
-            user_conversation_id=user_message.id,
-        )
-        return turn, created
-
-    async def _produce(self, turn: _Turn, emitter: Emitter) -> ResponseState:
+    async def _produce(self, turn: Turn, emitter: Emitter) -> ResponseState:
         meter = UsageMeter()
         title_meter = UsageMeter()
         error: tuple[ErrorCode, str] | None = None
         status: ResponseStatus = "completed"
         title_task: asyncio.Task[None] | None = None
+        running = self._running[turn.response_id]
+        running.started = True
         try:
+            if running.reason is not None:
+                raise asyncio.CancelledError  # cancelled before it began
             model = self._models.get(turn.llm_model)
             idle = self._settings.idle_timeout
             async with asyncio.timeout(idle) as deadline:
@@ -269,6 +224,8 @@ class Runtime:
             error = (ErrorCode.TIMEOUT, f"No event for {seconds:g} s: the response timed out")
         except asyncio.CancelledError:
             status = "cancelled"
+            if running.reason == "interrupt":
+                error = (ErrorCode.CANCELLED, "Interrupted: a new message was sent to this chat")
         except Exception:
             logger.exception("response %s failed", turn.response_id)
             error = (ErrorCode.SERVER_ERROR, "Internal server error while producing the answer")
@@ -276,12 +233,13 @@ class Runtime:
             if title_task is not None and not title_task.done():
                 title_task.cancel()
         meter.merge(title_meter)
-        if error is not None:
+        if error is not None and status != "cancelled":
             status = "failed"
+        running.finishing = True
         await self._finish(turn, emitter, status, meter, error)
         return emitter.state
 
-    async def _title(self, turn: _Turn, emitter: Emitter, meter: UsageMeter) -> None:
+    async def _title(self, turn: Turn, emitter: Emitter, meter: UsageMeter) -> None:
         try:
             model = self._models.get(turn.llm_model)
             title = await generate_title(model, turn.message, turn.model_settings, meter)
@@ -309,7 +267,7 @@ class Runtime:
 
     async def _finish(
         self,
-        turn: _Turn,
+        turn: Turn,
         emitter: Emitter,
         status: ResponseStatus,
         meter: UsageMeter,
@@ -348,7 +306,7 @@ class Runtime:
 
     async def _store_outcome(
         self,
-        turn: _Turn,
+        turn: Turn,
         status: ResponseStatus,
         text: str,
         usage: dict[str, int],
@@ -381,22 +339,3 @@ class Runtime:
                 if attempt == 4:
                     raise
                 await asyncio.sleep(0.1 * 2**attempt)
-
-
-def _context(earlier: list[Message]) -> list[ChatMessage]:
-    """Earlier turns as model messages: questions, and the answers that were given."""
-    context: list[ChatMessage] = []
-    for message in earlier:
-        if message.role == "user":
-            context.append(ChatMessage("user", message.content))
-        elif (
-            message.role == "assistant"
-            and message.content
-            and message.status
-            in (
-                "completed",
-                "cancelled",
-            )
-        ):
-            context.append(ChatMessage("assistant", message.content))
-    return context

@@ -13,11 +13,12 @@ from kaiwa import __version__
 from kaiwa.bus import MemoryEventLog
 from kaiwa.config import Settings
 from kaiwa.llm import ModelRegistry
-from kaiwa.runtime import Runtime
+from kaiwa.runtime import Runtime, TokenSigner
 from kaiwa.server import errors
 from kaiwa.server.deps import Services
 from kaiwa.server.limits import BodyLimitMiddleware
-from kaiwa.server.routes import agents, chats, health, messages
+from kaiwa.server.routes import agents, chats, health, messages, responses
+from kaiwa.store import secrets
 from kaiwa.store.db import create_engine, migrate, session_factory
 
 
@@ -31,10 +32,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessions = session_factory(engine)
         log = MemoryEventLog(retention=settings.log_retention)
         models = ModelRegistry(settings.providers)
-        runtime = Runtime(sessions=sessions, log=log, models=models, settings=settings)
+        secret = await secrets.get_or_create(sessions, "resume_token")
+        signer = TokenSigner(secret, ttl=settings.resume_token_ttl)
+        runtime = Runtime(
+            sessions=sessions, log=log, models=models, settings=settings, signer=signer
+        )
         await runtime.recover()
         app.state.sessions = sessions
-        app.state.services = Services(settings=settings, runtime=runtime, log=log, models=models)
+        app.state.services = Services(
+            settings=settings, runtime=runtime, log=log, models=models, signer=signer
+        )
         loop = asyncio.get_running_loop()
         draining: list[asyncio.Task[None]] = []
 
@@ -63,7 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for router in (chats.router, messages.router, agents.router, health.router):
+    for router in (
+        chats.router,
+        messages.router,
+        responses.router,
+        agents.router,
+        health.router,
+    ):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(

@@ -14,7 +14,7 @@ from kaiwa.bus import EventLog
 from kaiwa.config import Settings
 from kaiwa.llm import ModelRegistry
 from kaiwa.protocol import ApiError, ErrorCode
-from kaiwa.runtime import Runtime
+from kaiwa.runtime import Runtime, TokenSigner
 from kaiwa.store import workspaces
 from kaiwa.store.db import now, utc
 from kaiwa.store.keys import hash_key
@@ -29,6 +29,7 @@ class Services:
     runtime: Runtime
     log: EventLog
     models: ModelRegistry
+    signer: TokenSigner
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,11 @@ async def _caller(
     session: SessionDep,
     x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Caller:
+    return await authenticate(session, x_api_key)
+
+
+async def authenticate(session: AsyncSession, x_api_key: str | None) -> Caller:
+    """The caller behind an API key; raises 401/10001 naming what is wrong with the key."""
     if not x_api_key:
         raise ApiError(
             ErrorCode.PERMISSION_DENIED, "Missing API key: send it in the x-api-key header"

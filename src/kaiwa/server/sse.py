@@ -8,7 +8,7 @@ gone), the writer ends the stream with a 10008 error of its own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.responses import StreamingResponse
 
@@ -30,6 +30,29 @@ async def follow(
     chat_id: int,
     *,
     after: int = 0,
+    ping_interval: float,
+    idle_timeout: float,
+    on_disconnect: Callable[[], object] | None = None,
+) -> AsyncIterator[bytes]:
+    """The stream's body: frames after `after`, live, to `[DONE]`.
+
+    `on_disconnect` runs when the client goes away before the end (the body is closed early).
+    """
+    ended = False
+    try:
+        async for chunk in _frames(log, response_id, chat_id, after, ping_interval, idle_timeout):
+            yield chunk
+        ended = True
+    finally:
+        if not ended and on_disconnect is not None:
+            on_disconnect()
+
+
+async def _frames(
+    log: EventLog,
+    response_id: str,
+    chat_id: int,
+    after: int,
     ping_interval: float,
     idle_timeout: float,
 ) -> AsyncIterator[bytes]:

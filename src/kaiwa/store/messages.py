@@ -53,3 +53,15 @@ async def history(session: AsyncSession, chat_id: int, *, limit: int) -> list[Me
 
 async def has_messages(session: AsyncSession, chat_id: int) -> bool:
     return bool(await session.scalar(select(exists().where(Message.chat_id == chat_id))))
+
+
+async def answers_in_group(session: AsyncSession, chat_id: int, group_id: str) -> list[Message]:
+    """The assistant messages of one turn (more than one once it has been regenerated)."""
+    rows = await session.scalars(
+        select(Message)
+        .where(
+            Message.chat_id == chat_id, Message.group_id == group_id, Message.role == "assistant"
+        )
+        .order_by(Message.id)
+    )
+    return list(rows)

@@ -9,6 +9,16 @@ from kaiwa.store.db import now
 from kaiwa.store.models import Message, Response
 
 
+async def get_response(
+    session: AsyncSession, workspace_id: str, chat_id: int, response_id: str
+) -> Response | None:
+    """The response, if it belongs to that chat of that workspace."""
+    response = await session.get(Response, response_id)
+    if response is None or response.workspace_id != workspace_id or response.chat_id != chat_id:
+        return None
+    return response
+
+
 async def running_on_chat(session: AsyncSession, chat_id: int) -> Response | None:
     return await session.scalar(
         select(Response)

@@ -1,4 +1,4 @@
-"""Messages: list a chat's messages, send one (streamed or not)."""
+"""Messages: list a chat's messages, send one, regenerate the last answer (streamed or not)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ from fastapi.responses import JSONResponse, Response
 
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.runtime import TurnRequest
-from kaiwa.server.deps import CallerDep, ServicesDep, SessionDep, check_end_user
+from kaiwa.server.deps import CallerDep, Services, ServicesDep, SessionDep, check_end_user
 from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
 from kaiwa.server.routes.params import ChatId
-from kaiwa.server.schemas import SendMessage, message_out
+from kaiwa.server.schemas import Regenerate, SendMessage, TurnOptions, message_out
 from kaiwa.server.sse import follow, sse_response
 from kaiwa.store import chats, messages
 
-router = APIRouter(prefix="/api/v1/chats/{chat_id}/messages", tags=["messages"])
+router = APIRouter(prefix="/api/v1/chats/{chat_id}", tags=["messages"])
 
 
-@router.get("")
+@router.get("/messages")
 async def list_messages(
     request: Request, chat_id: ChatId, caller: CallerDep, session: SessionDep, page: PageDep
 ) -> JSONResponse:
@@ -32,7 +32,7 @@ async def list_messages(
     return ok([message_out(m) for m in rows], pagination(request, page, total))
 
 
-@router.post("")
+@router.post("/messages")
 async def send_message(
     chat_id: ChatId,
     body: SendMessage,
@@ -59,28 +59,57 @@ async def send_message(
             ErrorCode.NOT_FOUND, f"Attached file {body.attached_file_uuids[0]} not found"
         )
     # The runtime loads the chat, checks it, and stores the turn in one short transaction.
-    started = await services.runtime.start(
-        TurnRequest(
-            workspace_id=caller.workspace_id,
-            chat_id=chat_id,
-            agent_id=str(body.agent_id),
-            message=body.message,
-            external_user_id=body.external_user_id,
-            whitelist_mode=caller.whitelist_mode,
-        )
+    request = TurnRequest(
+        workspace_id=caller.workspace_id,
+        chat_id=chat_id,
+        agent_id=str(body.agent_id),
+        message=body.message,
+        external_user_id=body.external_user_id,
+        whitelist_mode=caller.whitelist_mode,
+        if_busy=body.if_busy,
     )
-    if not body.stream:
-        state = await services.runtime.wait(started.response_id)
+    return await _reply(services, request, body)
+
+
+@router.post("/regenerate")
+async def regenerate(
+    chat_id: ChatId, body: Regenerate, caller: CallerDep, services: ServicesDep
+) -> Response:
+    """A new answer to the chat's last user message; the previous one is kept, superseded."""
+    request = TurnRequest(
+        workspace_id=caller.workspace_id,
+        chat_id=chat_id,
+        agent_id=str(body.agent_id),
+        regenerate=True,
+        external_user_id=body.external_user_id,
+        whitelist_mode=caller.whitelist_mode,
+        if_busy=body.if_busy,
+    )
+    return await _reply(services, request, body)
+
+
+async def _reply(services: Services, request: TurnRequest, options: TurnOptions) -> Response:
+    """Start the turn; answer with its stream, or with its final text once it ends."""
+    runtime = services.runtime
+    started = await runtime.start(request)
+    if not options.stream:
+        state = await runtime.wait(started.response_id)
         if state.error is not None:
             raise ApiError(ErrorCode(state.error.code), state.error.message)
         return ok(state.text)
+
+    def cancel_on_disconnect() -> None:
+        runtime.request_cancel(started.response_id, "disconnect")
+
+    settings = services.settings
     return sse_response(
         follow(
             services.log,
             started.response_id,
-            chat_id,
+            started.chat_id,
             ping_interval=settings.ping_interval,
             idle_timeout=settings.idle_timeout,
+            on_disconnect=cancel_on_disconnect if options.on_disconnect == "cancel" else None,
         ),
         started.response_id,
     )

@@ -1,0 +1,65 @@
+"""Resume tokens: signed, scoped to one response, expiring.
+
+Browsers' `EventSource` cannot send `x-api-key`, so `response.created` carries a token that the
+events endpoint accepts as `?token=`. It grants reading that one response's events, nothing else.
+Format: `base64url(payload).base64url(HMAC-SHA256(secret, payload))`, payload
+`{"r": response_id, "c": chat_id, "e": expiry (unix seconds)}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    response_id: str
+    chat_id: int
+
+
+class TokenSigner:
+    def __init__(self, secret: str, *, ttl: float) -> None:
+        self._key = secret.encode()
+        self._ttl = ttl
+
+    def sign(self, response_id: str, chat_id: int) -> str:
+        claims = {"r": response_id, "c": chat_id, "e": int(time.time() + self._ttl)}
+        payload = _encode(json.dumps(claims, separators=(",", ":")).encode())
+        return f"{payload}.{_encode(self._mac(payload))}"
+
+    def verify(self, token: str) -> TokenClaims | None:
+        """The token's claims, or None when it is malformed, forged or expired."""
+        payload, dot, signature = token.partition(".")
+        if not dot:
+            return None
+        try:
+            given = _decode(signature)
+            claims = json.loads(_decode(payload))
+        except ValueError:
+            return None
+        if not hmac.compare_digest(given, self._mac(payload)):
+            return None
+        if not isinstance(claims, dict) or not isinstance(claims.get("e"), int):
+            return None
+        if claims["e"] < time.time():
+            return None
+        response_id, chat_id = claims.get("r"), claims.get("c")
+        if not isinstance(response_id, str) or not isinstance(chat_id, int):
+            return None
+        return TokenClaims(response_id=response_id, chat_id=chat_id)
+
+    def _mac(self, payload: str) -> bytes:
+        return hmac.new(self._key, payload.encode(), hashlib.sha256).digest()
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

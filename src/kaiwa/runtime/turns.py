@@ -1,0 +1,197 @@
+"""Storing the start of a turn: checks, the user message, the in-progress answer, the record.
+
+All in the caller's one short transaction. A new turn stores the user's message; a regenerated
+turn answers the chat's last user message again, and marks the answers it already had as
+superseded (they are kept, never deleted).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kaiwa.llm import ChatMessage
+from kaiwa.protocol import ApiError, ErrorCode, ResponseCreated
+from kaiwa.store import agents, messages, responses, workspaces
+from kaiwa.store.db import now
+from kaiwa.store.models import Chat, Message, Response
+
+HISTORY_MESSAGES = 40
+"""How many earlier messages of the chat the model sees."""
+
+BusyPolicy = Literal["reject", "interrupt"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    workspace_id: str
+    chat_id: int
+    agent_id: str
+    message: str = ""
+    """The user's message; empty when regenerating."""
+    regenerate: bool = False
+    """Answer the chat's last user message again instead of storing a new one."""
+    external_user_id: str | None = None
+    whitelist_mode: bool = False
+    """The workspace admits only whitelisted end users (both the chat's and the sender)."""
+    if_busy: BusyPolicy = "reject"
+    """When a response already runs on the chat: refuse (409), or interrupt it first."""
+
+
+@dataclass(slots=True)
+class Turn:
+    """Everything the producer needs, read in the turn's transaction."""
+
+    response_id: str
+    chat_id: int
+    llm_model: str
+    system_prompt: str
+    model_settings: dict[str, Any]
+    history: list[ChatMessage]
+    message: str
+    assistant_message_id: int
+    wants_title: bool
+    started_at: float = field(default=0.0)
+
+
+class ChatBusy(Exception):
+    """A response is already running on the chat."""
+
+    def __init__(self, chat_id: int, response_id: str) -> None:
+        super().__init__(f"A response is already running on chat {chat_id}")
+        self.chat_id = chat_id
+        self.response_id = response_id
+
+
+async def store_turn(
+    session: AsyncSession, request: TurnRequest, *, resume_token: Any
+) -> tuple[Turn, ResponseCreated]:
+    """Check the request against the chat and its agent, store the turn, build its first event.
+
+    `resume_token(response_id, chat_id) -> str` signs the token carried by `response.created`.
+    Raises `ApiError` or `ChatBusy` with nothing stored.
+    """
+    chat = await session.get(Chat, request.chat_id, with_for_update=True)
+    if chat is None or chat.workspace_id != request.workspace_id:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Chat {request.chat_id} not found")
+    # Removing a user from the whitelist closes their chats to everyone.
+    for end_user in dict.fromkeys((chat.external_user_id, request.external_user_id)):
+        await workspaces.check_end_user(
+            session,
+            request.workspace_id,
+            end_user,
+            whitelist_mode=request.whitelist_mode,
+            required=False,
+        )
+    if chat.agent_id != request.agent_id:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST,
+            "History agent mismatch: agent_id must be the agent this chat was created with "
+            f"({chat.agent_id})",
+        )
+    agent = await agents.get_agent(session, request.workspace_id, request.agent_id)
+    if agent is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Agent {request.agent_id} not found")
+    version = await agents.published_version(session, agent)
+    if version is None:
+        raise ApiError(ErrorCode.NOT_FOUND, "Agent version not found: publish the agent first")
+    running = await responses.running_on_chat(session, chat.id)
+    if running is not None:
+        raise ChatBusy(chat.id, running.id)
+
+    earlier = await messages.history(session, chat.id, limit=HISTORY_MESSAGES)
+    response_id = str(uuid.uuid4())
+    if request.regenerate:
+        user_message, earlier = _last_question(chat.id, earlier)
+        for message in await messages.answers_in_group(session, chat.id, user_message.group_id):
+            message.meta = {**message.meta, "superseded": True}
+    else:
+        user_message = messages.add_message(
+            session,
+            chat_id=chat.id,
+            group_id=f"cvg-{uuid.uuid4()}",
+            role="user",
+            content=request.message,
+            status="completed",
+            meta={},
+            response_id=response_id,
+        )
+    snapshot = version.snapshot
+    assistant_message = messages.add_message(
+        session,
+        chat_id=chat.id,
+        group_id=user_message.group_id,
+        role="assistant",
+        content="",
+        status="in_progress",
+        meta={"agent_profile": {"id": agent.id, "name": snapshot["name"]}},
+        response_id=response_id,
+    )
+    await session.flush()
+    session.add(
+        Response(
+            id=response_id,
+            chat_id=chat.id,
+            workspace_id=request.workspace_id,
+            agent_id=agent.id,
+            model=snapshot["llm_model"],
+            user_message_id=user_message.id,
+            assistant_message_id=assistant_message.id,
+            status="in_progress",
+            created_at=now(),
+        )
+    )
+    chat.updated_at = now()
+    turn = Turn(
+        response_id=response_id,
+        chat_id=chat.id,
+        llm_model=snapshot["llm_model"],
+        system_prompt=snapshot.get("system_prompt") or "",
+        model_settings=dict((snapshot.get("meta") or {}).get("model_settings") or {}),
+        history=context(earlier),
+        message=user_message.content,
+        assistant_message_id=assistant_message.id,
+        wants_title=chat.auto_title and not earlier,
+    )
+    created = ResponseCreated(
+        response_id=response_id,
+        chat_id=chat.id,
+        agent_id=agent.id,
+        model=snapshot["llm_model"],
+        conversation_group_id=user_message.group_id,
+        user_conversation_id=user_message.id,
+        resume_token=resume_token(response_id, chat.id),
+    )
+    return turn, created
+
+
+def _last_question(chat_id: int, earlier: list[Message]) -> tuple[Message, list[Message]]:
+    """The chat's last user message, and the messages before it."""
+    for index in range(len(earlier) - 1, -1, -1):
+        if earlier[index].role == "user":
+            return earlier[index], earlier[:index]
+    raise ApiError(
+        ErrorCode.BAD_REQUEST, f"Chat {chat_id} has no user message to regenerate an answer for"
+    )
+
+
+def context(earlier: list[Message]) -> list[ChatMessage]:
+    """Earlier turns as model messages: the questions, and the answers that stand.
+
+    Superseded answers (regenerated since), failed ones and empty ones are left out.
+    """
+    out: list[ChatMessage] = []
+    for message in earlier:
+        if message.role == "user":
+            out.append(ChatMessage("user", message.content))
+        elif (
+            message.role == "assistant"
+            and message.content
+            and message.status in ("completed", "cancelled")
+            and not (message.meta or {}).get("superseded")
+        ):
+            out.append(ChatMessage("assistant", message.content))
+    return out
