@@ -76,10 +76,16 @@ class Settings(BaseSettings):
     """Seconds without an event before a response fails with 10008."""
     title_timeout: float = Field(20.0, gt=0)
     """How long the answer's end waits for a title still being generated."""
+    resume_token_ttl: float = Field(86400.0, gt=0)
+    """Seconds a `resume_token` is accepted; the events it reads must also still be kept."""
     shutdown_grace: float = Field(30.0, ge=0)
     """On SIGTERM, seconds running responses get to finish before they are cancelled."""
     log_retention: float = Field(3600.0, ge=0)
     """Seconds a finished response's event log stays readable."""
+    log_max_age: float = Field(86400.0, gt=0)
+    """Seconds an unfinished event log is kept without a new event (its producer died)."""
+    log_max_bytes_per_response: int = Field(16 * 1024 * 1024, gt=0)
+    """Bytes of events one response may write; past it the response ends with an error."""
 
     max_body_bytes: int = 1024 * 1024
     max_message_chars: int = 32_000

@@ -15,7 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 from pydantic_core import PydanticCustomError
 
 from kaiwa.store.db import iso
-from kaiwa.store.models import Agent, AgentVersion, Chat, Message
+from kaiwa.store.feedback import FeedbackType
+from kaiwa.store.models import Agent, AgentVersion, Chat, Feedback, Message
 
 J = TypeVar("J")
 
@@ -92,13 +93,26 @@ class RenameChat(_Body):
     name: Text
 
 
-class SendMessage(_Body):
-    message: Text
+class TurnOptions(_Body):
+    """What send and regenerate share."""
+
     agent_id: UUID
     stream: StrictBool = True
     external_user_id: ColumnText | None = None
-    attached_file_uuids: list[UUID] = Field(default_factory=list)
     include_tool_tags: StrictBool = False
+    on_disconnect: Literal["continue", "cancel"] = "continue"
+    """[ext] `continue`: a client that goes away does not stop the answer; `cancel`: it does."""
+    if_busy: Literal["reject", "interrupt"] = "reject"
+    """[ext] A response already runs on the chat: answer 409, or interrupt it and start."""
+
+
+class SendMessage(TurnOptions):
+    message: Text
+    attached_file_uuids: list[UUID] = Field(default_factory=list)
+
+
+class Regenerate(TurnOptions):
+    pass
 
 
 class _Tool(BaseModel):
@@ -201,6 +215,7 @@ def message_out(message: Message) -> dict[str, Any]:
             "response_time_ms": meta.get("response_time_ms"),
             "status": message.status,
             "response_id": message.response_id,
+            "superseded": bool(meta.get("superseded")),
         },
         "attached_files": meta.get("attached_files", []),
     }
@@ -233,4 +248,39 @@ def agent_out(agent: Agent, version: AgentVersion | None = None) -> dict[str, An
         "published_version": agent.published_version,
         "created_at": iso(agent.created_at),
         "updated_at": iso(agent.updated_at),
+    }
+
+
+#: The longest feedback text.
+MAX_FEEDBACK_CHARS = 4_000
+
+
+def _check_feedback_content(value: str) -> str:
+    # Field(max_length=…) after a validator reports "items", not characters.
+    if len(value) > MAX_FEEDBACK_CHARS:
+        raise PydanticCustomError(
+            "text_too_long",
+            "must be at most {limit} characters, got {length}",
+            {"limit": MAX_FEEDBACK_CHARS, "length": len(value)},
+        )
+    return value
+
+
+class GiveFeedback(_Body):
+    type: FeedbackType
+    # A null content is the same as none at all.
+    content: Annotated[Text, AfterValidator(_check_feedback_content)] | None = None
+    external_user_id: ColumnText | None = None
+
+
+def feedback_out(feedback: Feedback) -> dict[str, Any]:
+    return {
+        "id": feedback.id,
+        "chat_id": feedback.chat_id,
+        "message_id": feedback.message_id,
+        "type": feedback.type,
+        "content": feedback.content,
+        "external_user_id": feedback.end_user or None,
+        "created_at": iso(feedback.created_at),
+        "updated_at": iso(feedback.updated_at),
     }
