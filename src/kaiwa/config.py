@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     log_max_bytes_per_response: int = Field(16 * 1024 * 1024, gt=0)
     """Bytes of events one response may write; past it the response ends with an error."""
 
+    rate_limit_per_minute: int = Field(0, ge=0)
+    """Requests per minute per API key (0: no limit)."""
+    rate_limit_concurrent: int = Field(0, ge=0)
+    """Answers in flight at once per API key, streamed or not (0: no limit)."""
+
     max_body_bytes: int = 1024 * 1024
     max_message_chars: int = 32_000
     max_name_chars: int = 256

@@ -17,6 +17,7 @@ from kaiwa.runtime import Runtime, TokenSigner
 from kaiwa.server import errors
 from kaiwa.server.deps import Services
 from kaiwa.server.limits import BodyLimitMiddleware
+from kaiwa.server.ratelimit import RateLimiter
 from kaiwa.server.routes import agents, chats, health, messages, responses
 from kaiwa.store import secrets
 from kaiwa.store.db import create_engine, migrate, session_factory
@@ -39,8 +40,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await runtime.recover()
         app.state.sessions = sessions
+        limiter = RateLimiter(
+            per_minute=settings.rate_limit_per_minute, concurrent=settings.rate_limit_concurrent
+        )
         app.state.services = Services(
-            settings=settings, runtime=runtime, log=log, models=models, signer=signer
+            settings=settings,
+            runtime=runtime,
+            log=log,
+            models=models,
+            signer=signer,
+            limiter=limiter,
         )
         loop = asyncio.get_running_loop()
         draining: list[asyncio.Task[None]] = []

@@ -15,6 +15,7 @@ from kaiwa.config import Settings
 from kaiwa.llm import ModelRegistry
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.runtime import Runtime, TokenSigner
+from kaiwa.server.ratelimit import RateLimiter
 from kaiwa.store import workspaces
 from kaiwa.store.db import now, utc
 from kaiwa.store.keys import hash_key
@@ -30,6 +31,7 @@ class Services:
     log: EventLog
     models: ModelRegistry
     signer: TokenSigner
+    limiter: RateLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +60,12 @@ SessionDep = Annotated[AsyncSession, Depends(_session)]
 
 async def _caller(
     session: SessionDep,
+    services: ServicesDep,
     x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Caller:
-    return await authenticate(session, x_api_key)
+    caller = await authenticate(session, x_api_key)
+    services.limiter.check_request(caller.key_id)
+    return caller
 
 
 async def authenticate(session: AsyncSession, x_api_key: str | None) -> Caller:

@@ -7,9 +7,17 @@ from fastapi.responses import JSONResponse, Response
 
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.runtime import TurnRequest
-from kaiwa.server.deps import CallerDep, Services, ServicesDep, SessionDep, check_end_user
+from kaiwa.server.deps import (
+    Caller,
+    CallerDep,
+    Services,
+    ServicesDep,
+    SessionDep,
+    check_end_user,
+)
 from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
+from kaiwa.server.ratelimit import holding
 from kaiwa.server.routes.params import ChatId
 from kaiwa.server.schemas import Regenerate, SendMessage, TurnOptions, message_out
 from kaiwa.server.sse import follow, sse_response
@@ -68,7 +76,7 @@ async def send_message(
         whitelist_mode=caller.whitelist_mode,
         if_busy=body.if_busy,
     )
-    return await _reply(services, request, body)
+    return await _reply(services, caller, request, body)
 
 
 @router.post("/regenerate")
@@ -85,15 +93,25 @@ async def regenerate(
         whitelist_mode=caller.whitelist_mode,
         if_busy=body.if_busy,
     )
-    return await _reply(services, request, body)
+    return await _reply(services, caller, request, body)
 
 
-async def _reply(services: Services, request: TurnRequest, options: TurnOptions) -> Response:
+async def _reply(
+    services: Services, caller: Caller, request: TurnRequest, options: TurnOptions
+) -> Response:
     """Start the turn; answer with its stream, or with its final text once it ends."""
     runtime = services.runtime
-    started = await runtime.start(request)
+    slot = services.limiter.acquire_stream(caller.key_id)
+    try:
+        started = await runtime.start(request)
+    except BaseException:
+        slot.release()
+        raise
     if not options.stream:
-        state = await runtime.wait(started.response_id)
+        try:
+            state = await runtime.wait(started.response_id)
+        finally:
+            slot.release()
         if state.error is not None:
             raise ApiError(ErrorCode(state.error.code), state.error.message)
         return ok(state.text)
@@ -102,14 +120,12 @@ async def _reply(services: Services, request: TurnRequest, options: TurnOptions)
         runtime.request_cancel(started.response_id, "disconnect")
 
     settings = services.settings
-    return sse_response(
-        follow(
-            services.log,
-            started.response_id,
-            started.chat_id,
-            ping_interval=settings.ping_interval,
-            idle_timeout=settings.idle_timeout,
-            on_disconnect=cancel_on_disconnect if options.on_disconnect == "cancel" else None,
-        ),
+    body = follow(
+        services.log,
         started.response_id,
+        started.chat_id,
+        ping_interval=settings.ping_interval,
+        idle_timeout=settings.idle_timeout,
+        on_disconnect=cancel_on_disconnect if options.on_disconnect == "cancel" else None,
     )
+    return sse_response(holding(slot, body), started.response_id)
