@@ -1,70 +1,238 @@
-"""The in-process event log: the embedded default, for one server process."""
+"""The in-process event log: the embedded default, for one server process.
+
+    log = MemoryEventLog(retention=3600, max_age=86400, max_bytes=16 * 1024 * 1024)
+    await log.create("resp_1")
+    await log.append("resp_1", [frame])            # LogFull past the cap, unless finishing
+    read = await log.read("resp_1", 0, wait=15.0)   # LogRead(frames=[frame], last=1, ...)
+    log.stats()                                     # LogStats(logs=1, open=1, ...)
+
+Deliberate choices:
+
+* A waiting reader parks one future on its log, which the next append resolves (what
+  `asyncio.Condition` does, without the lock), and one timer for its timeout: no task per read.
+* Expiry needs no timer per log. Finished logs are kept in the order they finished and open
+  logs in the order of their last append; since retention and max age are constants, the
+  oldest of each is the first to expire, and a sweep looks only at those. It runs on each
+  `create` and every `sweep_interval` seconds in a task started by the first `create` and
+  cancelled by `close`.
+* A read returns at most `read_batch` frames, so replaying a large log never copies all of it
+  into one buffer per reader.
+* Sizes count the frames' bytes, not Python's overhead per object (about 40 bytes a frame).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kaiwa.bus.base import LogRead
+from kaiwa.bus.base import LogFinished, LogFull, LogNotFound, LogRead
+
+__all__ = ["LogStats", "MemoryEventLog"]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class LogStats:
+    logs: int
+    """Logs held: `open + finished`."""
+    open: int
+    """Logs still being written."""
+    finished: int
+    """Logs ended and kept for their retention period."""
+    frames: int
+    bytes: int
+    """Bytes of frames held, over all logs."""
+
+
+@dataclass(slots=True, eq=False)
 class _Log:
+    deadline: float
+    """Clock time it is evicted at: `max_age` after its last append, `retention` after its end."""
     frames: list[bytes] = field(default_factory=list)
+    size: int = 0
     finished: bool = False
-    changed: asyncio.Future[None] | None = None
-    """Resolved (and replaced) on each append: every waiting reader wakes at once."""
+    waiters: dict[asyncio.Future[bool], None] | None = None
+    """Readers parked until the next append; each future's result says whether it timed out."""
 
 
 class MemoryEventLog:
-    """Logs live in a dict; a finished log is evicted after `retention` seconds."""
+    """Logs live in a dict, bounded in size each and evicted once expired."""
 
-    def __init__(self, *, retention: float = 3600.0) -> None:
-        self._logs: dict[str, _Log] = {}
+    def __init__(
+        self,
+        *,
+        retention: float = 3600.0,
+        max_age: float = 86400.0,
+        max_bytes: int = 16 * 1024 * 1024,
+        read_batch: int = 1000,
+        sweep_interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """
+        `retention`: seconds a finished log stays readable. `max_age`: seconds an unfinished
+        log is kept without an append (its producer is presumed dead). `max_bytes`: the size
+        cap of one log (see `append`). `read_batch`: the most frames one read returns.
+        `sweep_interval`: seconds between sweeps for expired logs; by default a tenth of the
+        shorter period, between 0.1 s and 60 s. `clock`: monotonic seconds.
+        """
+        if retention < 0 or max_age <= 0 or max_bytes <= 0 or read_batch <= 0:
+            raise ValueError("retention must be >= 0; max_age, max_bytes, read_batch > 0")
         self._retention = retention
-        self._evictions: dict[str, asyncio.TimerHandle] = {}
+        self._max_age = max_age
+        self._max_bytes = max_bytes
+        self._read_batch = read_batch
+        if sweep_interval is None:
+            sweep_interval = min(60.0, max(0.1, min(retention, max_age) / 10))
+        elif sweep_interval <= 0:
+            raise ValueError("sweep_interval must be > 0")
+        self._sweep_interval = sweep_interval
+        self._clock = clock
+        self._logs: dict[str, _Log] = {}
+        # Oldest first. OrderedDict, not dict: popping from the front of a dict leaves holes
+        # that make `next(iter(d))` slow until the next resize.
+        self._open: OrderedDict[str, None] = OrderedDict()
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._bytes = 0
+        self._frames = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def create(self, response_id: str) -> None:
-        self._logs.setdefault(response_id, _Log())
+        if self._closed:
+            raise RuntimeError("the event log is closed")
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep_forever(), name="event-log-sweeper"
+            )
+        self.evict_expired()
+        if response_id not in self._logs:
+            self._logs[response_id] = _Log(deadline=self._clock() + self._max_age)
+            self._open[response_id] = None
 
     async def append(self, response_id: str, frames: list[bytes], *, finish: bool = False) -> int:
-        log = self._logs[response_id]
+        """See `EventLog.append`. Past `max_bytes` only a finishing append is accepted, so a
+        producer that gets `LogFull` can still end its response with an error event."""
+        log = self._logs.get(response_id)
+        if log is None:
+            raise LogNotFound(response_id)
         if log.finished:
-            raise RuntimeError(f"event log {response_id} is finished")
+            raise LogFinished(response_id)
+        added = sum(map(len, frames))
+        if log.size + added > self._max_bytes and not finish:
+            raise LogFull(response_id, log.size + added, self._max_bytes)
         log.frames.extend(frames)
+        log.size += added
+        self._bytes += added
+        self._frames += len(frames)
         if finish:
             log.finished = True
-            loop = asyncio.get_running_loop()
-            self._evictions[response_id] = loop.call_later(
-                self._retention, self._evict, response_id
-            )
-        if log.changed is not None:
-            if not log.changed.done():
-                log.changed.set_result(None)
-            log.changed = None
+            log.deadline = self._clock() + self._retention
+            del self._open[response_id]
+            self._done[response_id] = None
+        else:
+            log.deadline = self._clock() + self._max_age
+            self._open.move_to_end(response_id)
+        _wake(log)
         return len(log.frames)
 
     async def read(self, response_id: str, after: int, *, wait: float) -> LogRead | None:
         log = self._logs.get(response_id)
         if log is None:
             return None
-        if len(log.frames) <= after and not log.finished:
-            if log.changed is None:
-                log.changed = asyncio.get_running_loop().create_future()
-            try:
-                await asyncio.wait_for(asyncio.shield(log.changed), wait)
-            except TimeoutError:
-                return LogRead(frames=[], last=after, finished=False)
-        frames = log.frames[after:]
+        after = max(after, 0)
+        if len(log.frames) <= after and not log.finished and wait > 0:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            while True:
+                timed_out = await _park(log, loop, deadline)
+                if self._logs.get(response_id) is not log:
+                    return None  # evicted, or the store closed, while we waited
+                if timed_out or len(log.frames) > after or log.finished:
+                    break
+        frames = log.frames[after : after + self._read_batch]
         last = after + len(frames)
-        return LogRead(frames=frames, last=last, finished=log.finished and last == len(log.frames))
+        return LogRead(frames=frames, last=last, finished=log.finished and last >= len(log.frames))
 
-    def _evict(self, response_id: str) -> None:
-        self._logs.pop(response_id, None)
-        self._evictions.pop(response_id, None)
+    def stats(self) -> LogStats:
+        """What the store holds now, in O(1)."""
+        return LogStats(
+            logs=len(self._logs),
+            open=len(self._open),
+            finished=len(self._done),
+            frames=self._frames,
+            bytes=self._bytes,
+        )
+
+    def evict_expired(self) -> int:
+        """Drop logs past their deadline; return how many. Costs O(1) when none are."""
+        now = self._clock()
+        evicted = 0
+        for order in (self._done, self._open):
+            while order:
+                response_id = next(iter(order))
+                if self._logs[response_id].deadline > now:
+                    break
+                self._evict(response_id)
+                evicted += 1
+        return evicted
 
     async def close(self) -> None:
-        for handle in self._evictions.values():
-            handle.cancel()
-        self._evictions.clear()
+        self._closed = True
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None and not sweeper.done():
+            sweeper.cancel()
+            if sweeper.get_loop() is asyncio.get_running_loop():
+                try:
+                    await sweeper
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise
+        for response_id in list(self._logs):
+            self._evict(response_id)
+        # Popping never shrinks a dict's table; clearing frees it.
         self._logs.clear()
+        self._open.clear()
+        self._done.clear()
+
+    def _evict(self, response_id: str) -> None:
+        log = self._logs.pop(response_id)
+        self._open.pop(response_id, None)
+        self._done.pop(response_id, None)
+        self._bytes -= log.size
+        self._frames -= len(log.frames)
+        _wake(log)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            self.evict_expired()
+
+
+async def _park(log: _Log, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+    """Wait for the log's next append, or until `deadline`; True on timeout."""
+    waiter: asyncio.Future[bool] = loop.create_future()
+    if log.waiters is None:
+        log.waiters = {}
+    log.waiters[waiter] = None
+    timer = loop.call_at(deadline, _resolve, waiter, True)
+    try:
+        return await waiter
+    finally:
+        timer.cancel()
+        if log.waiters is not None:
+            log.waiters.pop(waiter, None)
+
+
+def _wake(log: _Log) -> None:
+    waiters, log.waiters = log.waiters, None
+    if waiters:
+        for waiter in waiters:
+            _resolve(waiter, False)
+
+
+def _resolve(waiter: asyncio.Future[bool], timed_out: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(timed_out)

@@ -51,15 +51,19 @@ class Emitter:
         )
 
     async def emit(self, event: Event) -> None:
+        """Append one event. Raises `LogFull` (nothing appended, nothing counted) when the log
+        is at its size cap; a terminal event is always accepted."""
         finish = event.type in TERMINAL_TYPES
         async with self._lock:
             if self.finished:
                 return
-            self.state.apply(event)
-            self._seq += 1
-            frame = encode_frame(self._seq, event.type, event.model_dump_json())
-            self.finished = finish
+            seq = self._seq + 1
+            frame = encode_frame(seq, event.type, event.model_dump_json())
             await self._log.append(self.response_id, [frame], finish=finish)
+            # Only an appended event counts: its number is its position in the log.
+            self._seq = seq
+            self.state.apply(event)
+            self.finished = finish
         if self._deadline is not None:
             now = asyncio.get_running_loop().time()
             if now - self._pushed_at >= self._granularity:

@@ -16,7 +16,7 @@ from typing import Literal
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kaiwa.bus import EventLog
+from kaiwa.bus import EventLog, LogFull
 from kaiwa.config import Settings
 from kaiwa.llm import ChatMessage, ModelError, ModelRegistry, ModelRequest
 from kaiwa.protocol import (
@@ -219,6 +219,12 @@ class Runtime:
         except ModelError as exc:
             logger.warning("response %s: model failed: %s", turn.response_id, exc.message)
             error = (ErrorCode.UPSTREAM_ERROR, exc.message)
+        except LogFull as exc:
+            logger.warning("response %s: %s", turn.response_id, exc)
+            error = (
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"The answer is over the limit of {exc.limit} bytes of events per response",
+            )
         except TimeoutError:
             seconds = self._settings.idle_timeout
             error = (ErrorCode.TIMEOUT, f"No event for {seconds:g} s: the response timed out")

@@ -31,7 +31,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.resolved_database_url)
         await migrate(engine)
         sessions = session_factory(engine)
-        log = MemoryEventLog(retention=settings.log_retention)
+        log = MemoryEventLog(
+            retention=settings.log_retention,
+            max_age=settings.log_max_age,
+            max_bytes=settings.log_max_bytes_per_response,
+        )
         models = ModelRegistry(settings.providers)
         secret = await secrets.get_or_create(sessions, "resume_token")
         signer = TokenSigner(secret, ttl=settings.resume_token_ttl)
