@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     """Seconds without an event before a response fails with 10008."""
     title_timeout: float = Field(20.0, gt=0)
     """How long the answer's end waits for a title still being generated."""
+    checkpoint_interval: float = Field(5.0, gt=0)
+    """Seconds between stores of a running answer's text (what survives a crash)."""
     resume_token_ttl: float = Field(86400.0, gt=0)
     """Seconds a `resume_token` is accepted; the events it reads must also still be kept."""
     shutdown_grace: float = Field(30.0, ge=0)

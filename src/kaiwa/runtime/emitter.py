@@ -50,6 +50,11 @@ class Emitter:
             OutputTextDelta(response_id=self.response_id, chat_id=self.chat_id, delta=text)
         )
 
+    @property
+    def next_id(self) -> int:
+        """The id the next event will carry."""
+        return self._seq + 1
+
     async def emit(self, event: Event) -> None:
         """Append one event. Raises `LogFull` (nothing appended, nothing counted) when the log
         is at its size cap; a terminal event is always accepted."""

@@ -30,6 +30,7 @@ from kaiwa.protocol import (
 )
 from kaiwa.protocol.events import ResponseStatus
 from kaiwa.runtime.agent import run_agent
+from kaiwa.runtime.checkpoints import checkpoint_text
 from kaiwa.runtime.emitter import Emitter
 from kaiwa.runtime.titles import generate_title
 from kaiwa.runtime.tokens import TokenSigner
@@ -196,6 +197,7 @@ class Runtime:
         error: tuple[ErrorCode, str] | None = None
         status: ResponseStatus = "completed"
         title_task: asyncio.Task[None] | None = None
+        checkpoints: asyncio.Task[None] | None = None
         running = self._running[turn.response_id]
         running.started = True
         try:
@@ -207,6 +209,14 @@ class Runtime:
                 with emitter.watching_idle(deadline, idle):
                     if turn.wants_title:
                         title_task = asyncio.create_task(self._title(turn, emitter, title_meter))
+                    checkpoints = asyncio.create_task(
+                        checkpoint_text(
+                            self._sessions,
+                            turn.assistant_message_id,
+                            emitter.state,
+                            self._settings.checkpoint_interval,
+                        )
+                    )
                     request = ModelRequest(
                         messages=[*turn.history, ChatMessage("user", turn.message)],
                         system=turn.system_prompt or None,
@@ -236,8 +246,12 @@ class Runtime:
             logger.exception("response %s failed", turn.response_id)
             error = (ErrorCode.SERVER_ERROR, "Internal server error while producing the answer")
         finally:
-            if title_task is not None and not title_task.done():
-                title_task.cancel()
+            # Wait for both: no title may follow the terminal event, no checkpoint the outcome.
+            helpers = [task for task in (title_task, checkpoints) if task is not None]
+            for task in helpers:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
         meter.merge(title_meter)
         if error is not None and status != "cancelled":
             status = "failed"
@@ -337,6 +351,8 @@ class Runtime:
                     }
                     response.status = status
                     response.finished_at = now()
+                    # Nothing else emits now: the terminal event comes next, with this id.
+                    response.last_event_id = emitter.next_id
                     if error is not None:
                         response.error_code, response.error_message = int(error[0]), error[1]
                 return

@@ -144,6 +144,8 @@ class Response(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     error_code: Mapped[int | None] = mapped_column(Integer)
     error_message: Mapped[str | None] = mapped_column(Text)
+    last_event_id: Mapped[int | None] = mapped_column(Integer)
+    """The id of its terminal event, once it ended: resuming past it yields only `[DONE]`."""
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
 
