@@ -18,7 +18,7 @@ from kaiwa.server import errors
 from kaiwa.server.deps import Services
 from kaiwa.server.limits import BodyLimitMiddleware
 from kaiwa.server.ratelimit import RateLimiter
-from kaiwa.server.routes import agents, chats, health, messages, responses
+from kaiwa.server.routes import agents, chats, feedback, health, messages, responses
 from kaiwa.store import secrets
 from kaiwa.store.db import create_engine, migrate, session_factory
 
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chats.router,
         messages.router,
         responses.router,
+        feedback.router,
         agents.router,
         health.router,
     ):
