@@ -100,8 +100,10 @@ class Runtime:
         try:
             turn, created = await self._store(request)
         except ChatBusy as busy:
-            if request.if_busy != "interrupt" or not await self._interrupt(busy.response_id):
+            if request.if_busy != "interrupt":
                 raise ApiError(ErrorCode.CONFLICT, str(busy)) from None
+            # Try again even when it was not stopped here: it may have ended meanwhile.
+            await self._interrupt(busy.response_id)
             try:
                 turn, created = await self._store(request)
             except ChatBusy as again:
@@ -121,16 +123,15 @@ class Runtime:
         async with transaction(self._sessions) as session:
             return await store_turn(session, request, resume_token=self._signer.sign)
 
-    async def _interrupt(self, response_id: str) -> bool:
-        """Cancel a response running here and wait for it to end; False if it is not here."""
-        if response_id not in self._running:
-            return False
+    async def _interrupt(self, response_id: str) -> None:
+        """Cancel a response running here and wait (a while) for it to end."""
         try:
             async with asyncio.timeout(INTERRUPT_WAIT):
                 await self.cancel(response_id, "interrupt")
         except TimeoutError:
-            return False
-        return True
+            logger.warning(
+                "response %s did not end within %ss of its interrupt", response_id, INTERRUPT_WAIT
+            )
 
     def request_cancel(self, response_id: str, reason: CancelReason) -> bool:
         """Ask a response running here to stop; returns at once. False if it is not running."""

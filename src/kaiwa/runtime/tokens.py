@@ -3,7 +3,7 @@
 Browsers' `EventSource` cannot send `x-api-key`, so `response.created` carries a token that the
 events endpoint accepts as `?token=`. It grants reading that one response's events, nothing else.
 Format: `base64url(payload).base64url(HMAC-SHA256(secret, payload))`, payload
-`{"r": response_id, "c": chat_id, "e": expiry (unix seconds)}`.
+`{"r": response_id, "c": chat_id, "e": expiry (unix seconds, to the millisecond)}`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ class TokenSigner:
         self._ttl = ttl
 
     def sign(self, response_id: str, chat_id: int) -> str:
-        claims = {"r": response_id, "c": chat_id, "e": int(time.time() + self._ttl)}
+        # Not whole seconds: rounding down would expire a token up to a second early.
+        claims = {"r": response_id, "c": chat_id, "e": round(time.time() + self._ttl, 3)}
         payload = _encode(json.dumps(claims, separators=(",", ":")).encode())
         return f"{payload}.{_encode(self._mac(payload))}"
 
@@ -44,9 +45,10 @@ class TokenSigner:
             return None
         if not hmac.compare_digest(given, self._mac(payload)):
             return None
-        if not isinstance(claims, dict) or not isinstance(claims.get("e"), int):
+        if not isinstance(claims, dict):
             return None
-        if claims["e"] < time.time():
+        expiry = claims.get("e")
+        if not isinstance(expiry, int | float) or expiry < time.time():
             return None
         response_id, chat_id = claims.get("r"), claims.get("c")
         if not isinstance(response_id, str) or not isinstance(chat_id, int):

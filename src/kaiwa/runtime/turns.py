@@ -8,6 +8,7 @@ superseded (they are kept, never deleted).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -67,7 +68,7 @@ class ChatBusy(Exception):
 
 
 async def store_turn(
-    session: AsyncSession, request: TurnRequest, *, resume_token: Any
+    session: AsyncSession, request: TurnRequest, *, resume_token: Callable[[str, int], str]
 ) -> tuple[Turn, ResponseCreated]:
     """Check the request against the chat and its agent, store the turn, build its first event.
 
@@ -102,13 +103,22 @@ async def store_turn(
     if running is not None:
         raise ChatBusy(chat.id, running.id)
 
-    earlier = await messages.history(session, chat.id, limit=HISTORY_MESSAGES)
     response_id = str(uuid.uuid4())
     if request.regenerate:
-        user_message, earlier = _last_question(chat.id, earlier)
+        # Found by its own query: its answers, however many, never push it out of the history.
+        user_message = await messages.last_user_message(session, chat.id)
+        if user_message is None:
+            raise ApiError(
+                ErrorCode.BAD_REQUEST,
+                f"Chat {chat.id} has no user message to regenerate an answer for",
+            )
+        earlier = await messages.history(
+            session, chat.id, limit=HISTORY_MESSAGES, before=user_message.id
+        )
         for message in await messages.answers_in_group(session, chat.id, user_message.group_id):
             message.meta = {**message.meta, "superseded": True}
     else:
+        earlier = await messages.history(session, chat.id, limit=HISTORY_MESSAGES)
         user_message = messages.add_message(
             session,
             chat_id=chat.id,
@@ -166,16 +176,6 @@ async def store_turn(
         resume_token=resume_token(response_id, chat.id),
     )
     return turn, created
-
-
-def _last_question(chat_id: int, earlier: list[Message]) -> tuple[Message, list[Message]]:
-    """The chat's last user message, and the messages before it."""
-    for index in range(len(earlier) - 1, -1, -1):
-        if earlier[index].role == "user":
-            return earlier[index], earlier[:index]
-    raise ApiError(
-        ErrorCode.BAD_REQUEST, f"Chat {chat_id} has no user message to regenerate an answer for"
-    )
 
 
 def context(earlier: list[Message]) -> list[ChatMessage]:

@@ -43,12 +43,24 @@ async def list_messages(
     return await paginate(session, query, limit=limit, offset=offset)
 
 
-async def history(session: AsyncSession, chat_id: int, *, limit: int) -> list[Message]:
-    """The chat's last `limit` messages, oldest first."""
-    rows = await session.scalars(
-        select(Message).where(Message.chat_id == chat_id).order_by(Message.id.desc()).limit(limit)
-    )
+async def history(
+    session: AsyncSession, chat_id: int, *, limit: int, before: int | None = None
+) -> list[Message]:
+    """The chat's last `limit` messages (those before message `before`, if given), oldest first."""
+    query = select(Message).where(Message.chat_id == chat_id)
+    if before is not None:
+        query = query.where(Message.id < before)
+    rows = await session.scalars(query.order_by(Message.id.desc()).limit(limit))
     return list(reversed(list(rows)))
+
+
+async def last_user_message(session: AsyncSession, chat_id: int) -> Message | None:
+    return await session.scalar(
+        select(Message)
+        .where(Message.chat_id == chat_id, Message.role == "user")
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
 
 
 async def has_messages(session: AsyncSession, chat_id: int) -> bool:

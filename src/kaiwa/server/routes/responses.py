@@ -24,6 +24,7 @@ from kaiwa.protocol import (
     TokenUsage,
     encode_frame,
 )
+from kaiwa.protocol.events import CompletedStatus
 from kaiwa.protocol.sse import DONE, PING
 from kaiwa.server.deps import CallerDep, ServicesDep, SessionDep, authenticate
 from kaiwa.server.envelope import ok
@@ -38,6 +39,8 @@ router = APIRouter(prefix="/api/v1/chats/{chat_id}/responses/{response_id}", tag
 
 # The largest cursor a client can send: event ids are 1, 2, 3… within a response.
 _MAX_CURSOR = 2**53
+# The `completed` status that ended a stream, by the stored status of its response.
+_ENDED_AS: dict[str, CompletedStatus] = {"cancelled": "cancelled", "awaiting_form": "awaiting_form"}
 
 
 @router.get("/events")
@@ -62,6 +65,7 @@ async def events(
         record = None
     else:
         caller = await authenticate(session, x_api_key)
+        services.limiter.check_request(caller.key_id)
         record = await _record(session, caller.workspace_id, chat_id, rid)
     settings = services.settings
     if await services.log.read(rid, cursor, wait=0) is None:
@@ -73,7 +77,10 @@ async def events(
             raise ApiError(ErrorCode.NOT_FOUND, f"Response {rid} not found")
         message = await session.get(Message, record.assistant_message_id)
         await session.commit()
-        ending = _stored_ending(record, message, cursor + 1)
+        if record.last_event_id is not None and cursor >= record.last_event_id:
+            return sse_response(_once(PING + DONE), rid)  # the client saw the end already
+        # The ending keeps its original id when it is known.
+        ending = _stored_ending(record, message, record.last_event_id or cursor + 1)
         return sse_response(_once(PING + ending + DONE), rid)
     await session.commit()
     return sse_response(
@@ -134,7 +141,8 @@ async def _record(
 def _cursor(last_event_id: str | None, after: int | None) -> int:
     if last_event_id is not None and last_event_id.strip():
         value = last_event_id.strip()
-        if not value.isdigit() or int(value) > _MAX_CURSOR:
+        # ASCII only: headers are Latin-1, where "²" is a digit to `isdigit` but not to `int`.
+        if not (value.isascii() and value.isdigit()) or int(value) > _MAX_CURSOR:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
                 f"Last-Event-ID must be an event id (a whole number ≥ 0), got {value[:40]!r}",
@@ -151,7 +159,8 @@ def _stored_ending(record: ResponseRecord, message: Message | None, event_id: in
             response_id=record.id, chat_id=record.chat_id, message=text, code=code
         )
         return encode_frame(event_id, error.type, error.model_dump_json())
-    if record.status == "failed":
+    # An interrupted response is cancelled with an error (10010): its stream ended with the error.
+    if record.status == "failed" or record.error_code is not None:
         error = ResponseError(
             response_id=record.id,
             chat_id=record.chat_id,
@@ -165,7 +174,7 @@ def _stored_ending(record: ResponseRecord, message: Message | None, event_id: in
         chat_id=record.chat_id,
         final_text=message.content if message is not None else "",
         usage=TokenUsage.model_validate(meta.get("token_usage") or {}),
-        status="cancelled" if record.status == "cancelled" else "completed",
+        status=_ENDED_AS.get(record.status, "completed"),
     )
     return encode_frame(event_id, completed.type, completed.model_dump_json())
 
