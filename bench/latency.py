@@ -10,43 +10,27 @@ p99 of the time from sending the request to receiving each event.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 import httpx
 
 from kaiwa.protocol import SSEDecoder
 
+sys.path.insert(0, os.path.dirname(__file__))
+from kaiwa_server import running_kaiwa
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as data_dir:
-        env = {**os.environ, "KAIWA_DATA_DIR": data_dir}
-        port = _free_port()
-        init = subprocess.run(
-            [sys.executable, "-m", "kaiwa.cli", "init", "--json"],
-            env=env, capture_output=True, text=True, check=True, timeout=60,
+    with running_kaiwa() as kaiwa:
+        created, first_delta = _measure(
+            kaiwa.base_url, kaiwa.api_key, kaiwa.agent_id, args.requests
         )
-        boot = json.loads(init.stdout)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "kaiwa.cli", "serve", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            _wait_ready(base)
-            created, first_delta = _measure(base, boot["api_key"], boot["agent_id"], args.requests)
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
     _report("response.created", created)
     _report("first delta", first_delta)
 
@@ -62,7 +46,9 @@ def _measure(base: str, key: str, agent: str, n: int) -> tuple[list[float], list
             decoder = SSEDecoder()
             t_created = t_delta = None
             start = time.perf_counter()
-            with client.stream("POST", f"/api/v1/chats/{chat['data']['id']}/messages", json=body) as r:
+            with client.stream(
+                "POST", f"/api/v1/chats/{chat['data']['id']}/messages", json=body
+            ) as r:
                 for chunk in r.iter_raw():
                     for event in decoder.decode(chunk):
                         now = time.perf_counter()
@@ -79,24 +65,8 @@ def _measure(base: str, key: str, agent: str, n: int) -> tuple[list[float], list
 def _report(name: str, values: list[float]) -> None:
     values = sorted(values)
     p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-    print(f"{name:<18} n={len(values)}  median {statistics.median(values):6.2f} ms   p99 {p99:6.2f} ms")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(base: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"kaiwa did not start at {base}")
+    median = statistics.median(values)
+    print(f"{name:<18} n={len(values)}  median {median:6.2f} ms   p99 {p99:6.2f} ms")
 
 
 if __name__ == "__main__":

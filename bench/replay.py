@@ -19,14 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -44,6 +40,9 @@ from kaiwa.protocol import (
 )
 from kaiwa.protocol.sse import PING
 from kaiwa.server.sse import follow
+
+sys.path.insert(0, os.path.dirname(__file__))
+from kaiwa_server import running_kaiwa
 
 RESPONSE_ID = "0b8e4a4e-3c1a-4a59-9a57-5d3f2f1c9a10"
 CHAT_ID = 4242
@@ -148,32 +147,10 @@ async def live_run(frames: list[bytes], readers: int) -> float:
 
 def over_http(events: int, runs: int) -> tuple[int, list[float]] | str:
     """(events replayed, timings), or why it was skipped."""
-    with tempfile.TemporaryDirectory() as data_dir:
-        env = {**os.environ, "KAIWA_DATA_DIR": data_dir}
-        init = subprocess.run(
-            [sys.executable, "-m", "kaiwa.cli", "init", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        key = json.loads(init.stdout)["api_key"]
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "kaiwa.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_ready(base)
-            with httpx.Client(base_url=base, headers={"x-api-key": key}, timeout=60) as client:
-                return replay_over_http(client, events, runs)
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
+    with running_kaiwa() as kaiwa:
+        headers = {"x-api-key": kaiwa.api_key}
+        with httpx.Client(base_url=kaiwa.base_url, headers=headers, timeout=60) as client:
+            return replay_over_http(client, events, runs)
 
 
 def replay_over_http(client: httpx.Client, events: int, runs: int) -> tuple[int, list[float]] | str:
@@ -212,23 +189,6 @@ def replay_over_http(client: httpx.Client, events: int, runs: int) -> tuple[int,
 def data(response: httpx.Response) -> Any:
     response.raise_for_status()
     return response.json()["data"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(base: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"kaiwa did not start at {base}")
 
 
 def row(name: str, events: int, seconds: list[float]) -> str:

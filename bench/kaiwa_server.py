@@ -1,0 +1,74 @@
+"""A real `kaiwa serve` for a benchmark: fresh data directory, free loopback port, a key.
+
+with running_kaiwa() as kaiwa:
+    httpx.get(f"{kaiwa.base_url}/healthz")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Kaiwa:
+    base_url: str
+    api_key: str
+    agent_id: str
+    """The published demo agent, on the built-in model."""
+
+
+@contextmanager
+def running_kaiwa(env: dict[str, str] | None = None) -> Iterator[Kaiwa]:
+    with tempfile.TemporaryDirectory() as data_dir:
+        environ = {**os.environ, "KAIWA_DATA_DIR": data_dir, **(env or {})}
+        init = subprocess.run(
+            [sys.executable, "-m", "kaiwa.cli", "init", "--json"],
+            env=environ,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        boot = json.loads(init.stdout)
+        port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kaiwa.cli", "serve", "--port", str(port)],
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            _wait_ready(base_url)
+            yield Kaiwa(base_url=base_url, api_key=boot["api_key"], agent_id=boot["agent_id"])
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(base_url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"kaiwa did not start at {base_url}")
