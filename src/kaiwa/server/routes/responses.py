@@ -70,7 +70,7 @@ async def events(
     settings = services.settings
     if await services.log.read(rid, cursor, wait=0) is None:
         # The events are gone (retention passed, or the server restarted): end the stream with
-        # the outcome the database kept, numbered after the client's cursor.
+        # the outcome the database kept, under its original id when known (else cursor + 1).
         if record is None:
             record = await session.get(ResponseRecord, rid)
         if record is None or record.chat_id != chat_id:
@@ -79,7 +79,6 @@ async def events(
         await session.commit()
         if record.last_event_id is not None and cursor >= record.last_event_id:
             return sse_response(_once(PING + DONE), rid)  # the client saw the end already
-        # The ending keeps its original id when it is known.
         ending = _stored_ending(record, message, record.last_event_id or cursor + 1)
         return sse_response(_once(PING + ending + DONE), rid)
     await session.commit()
