@@ -14,13 +14,19 @@ import sys
 import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from importlib.util import find_spec
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from kaiwa.config import Settings
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from kaiwa.config import Settings
+
+# The base install (`pip install kaiwa`) has the client but not the server: the server's modules
+# are imported inside the commands that need them.
+_SERVER_MODULES = ("fastapi", "sqlalchemy", "pydantic_settings", "uvicorn")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,6 +107,16 @@ def _group(
 
 def _settings(**overrides: Any) -> Settings:
     """The settings; on a bad value, exit 2 with a message that names it."""
+    missing = [name for name in _SERVER_MODULES if find_spec(name) is None]
+    if missing:
+        print(
+            "kaiwa: this command runs the server, which is not installed "
+            f"(missing {', '.join(missing)}): pip install 'kaiwa[server]'",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    from kaiwa.config import Settings
+
     # A typo in kaiwa.toml or a KAIWA_* variable is the user's to fix; a traceback would bury it.
     try:
         return Settings(**overrides)
@@ -110,7 +126,7 @@ def _settings(**overrides: Any) -> Settings:
         raise SystemExit(2) from None
 
 
-Command = Callable[[argparse.Namespace, AsyncSession], Awaitable[int]]
+Command = Callable[[argparse.Namespace, "AsyncSession"], Awaitable[int]]
 
 
 def _sync(command: Command) -> Callable[[argparse.Namespace], int]:
@@ -123,9 +139,10 @@ def _sync(command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 async def _in_transaction(command: Command, args: argparse.Namespace) -> int:
+    settings = _settings()
     from kaiwa.store.db import create_engine, migrate, session_factory, transaction
 
-    engine = create_engine(_settings().resolved_database_url)
+    engine = create_engine(settings.resolved_database_url)
     try:
         await migrate(engine)
         async with transaction(session_factory(engine)) as session:
@@ -135,14 +152,14 @@ async def _in_transaction(command: Command, args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from kaiwa.server.serve import serve
-
     overrides: dict[str, Any] = {}
     if args.host:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
     settings = _settings(**overrides)
+    from kaiwa.server.serve import serve
+
     # The banner's example must name the address the server really binds, which may come from
     # KAIWA_HOST / KAIWA_PORT or kaiwa.toml rather than from the flags.
     args.base_url = f"http://{settings.host}:{settings.port}"
@@ -153,6 +170,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _first_run(args: argparse.Namespace, session: AsyncSession) -> int:
     """On an empty database, bootstrap a demo and print its key once, so a newcomer can chat."""
+    from sqlalchemy import select
+
     from kaiwa.store import keys
     from kaiwa.store.bootstrap import ensure_demo
     from kaiwa.store.models import ApiKey

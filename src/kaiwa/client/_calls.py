@@ -1,0 +1,316 @@
+"""Every endpoint the client calls, as a pure `Call`: method, path, query, body, and the parser of
+its data. The sync and async namespaces in `_resources` send these and nothing else, so the two
+can never disagree on the wire::
+
+    call = create_chat(name="support", agent_id=AGENT)
+    call.method, call.path, call.json      # ('POST', '/chats', {'name': 'support', ...})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, TypeVar
+from uuid import UUID
+
+import httpx
+from pydantic import BaseModel, JsonValue
+
+from kaiwa.client._base import Call, JsonBody, Params, segment
+from kaiwa.client._exceptions import KaiwaError
+from kaiwa.client._models import Agent, Chat, Feedback, FeedbackType, Message, Page, ResponseStatus
+from kaiwa.protocol import Pagination
+
+M = TypeVar("M", bound=BaseModel)
+
+OrderBy = Literal["created_at", "-created_at", "asc", "ascending", "desc", "descending"]
+OnDisconnect = Literal["continue", "cancel"]
+"""[ext] `continue`: a dropped client does not stop the answer (the default); `cancel`: it does."""
+IfBusy = Literal["reject", "interrupt"]
+"""[ext] A response already runs on the chat: `reject` (409, the default) or `interrupt` it."""
+AgentId = str | UUID
+JsonObject = Mapping[str, JsonValue]
+
+DEFAULT_LIMIT = 50
+
+
+def _model(cls: type[M]) -> Callable[[JsonValue, Pagination | None], M]:
+    return lambda data, _pagination: cls.model_validate(data)
+
+
+def _models(data: JsonValue) -> list[JsonValue]:
+    if not isinstance(data, list):
+        raise KaiwaError(f"Expected a list in the envelope's data, got {type(data).__name__}")
+    return data
+
+
+def _list(cls: type[M]) -> Callable[[JsonValue, Pagination | None], list[M]]:
+    return lambda data, _pagination: [cls.model_validate(item) for item in _models(data)]
+
+
+def _page(cls: type[M]) -> Callable[[JsonValue, Pagination | None], Page[M]]:
+    def parse(data: JsonValue, pagination: Pagination | None) -> Page[M]:
+        return Page(
+            items=[cls.model_validate(item) for item in _models(data)], pagination=pagination
+        )
+
+    return parse
+
+
+def _text(data: JsonValue, _pagination: Pagination | None) -> str:
+    if not isinstance(data, str):
+        raise KaiwaError(f"Expected the answer's text in the envelope, got {type(data).__name__}")
+    return data
+
+
+def _nothing(_data: JsonValue, _pagination: Pagination | None) -> None:
+    return None
+
+
+def _body(**fields: JsonValue) -> JsonBody:
+    """A JSON body without the fields left unset (None): the server's defaults apply."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _paging(limit: int, offset: int, **filters: str | int | None) -> Params:
+    params: dict[str, str | int] = {"limit": limit, "offset": offset}
+    params.update({name: value for name, value in filters.items() if value is not None})
+    return params
+
+
+def next_page(page: Page[M]) -> int | None:
+    """The offset of the page after `page`, or None on the last one."""
+    if page.pagination is None or not page.has_next:
+        return None
+    return page.pagination.offset + page.pagination.limit
+
+
+# -- chats ---------------------------------------------------------------------------------------
+
+
+def published_agents() -> Call[list[Agent]]:
+    return Call("GET", "/chats/published-agents", _list(Agent))
+
+
+def create_chat(*, name: str, agent_id: AgentId, external_user_id: str | None = None) -> Call[Chat]:
+    body = _body(name=name, agent_id=str(agent_id), external_user_id=external_user_id)
+    return Call("POST", "/chats", _model(Chat), json=body)
+
+
+def list_chats(
+    *,
+    agent_id: AgentId | None = None,
+    external_user_id: str | None = None,
+    order_by: OrderBy | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> Call[Page[Chat]]:
+    params = _paging(
+        limit,
+        offset,
+        agent_id=str(agent_id) if agent_id is not None else None,
+        external_user_id=external_user_id,
+        order_by=order_by,
+    )
+    return Call("GET", "/chats", _page(Chat), params=params)
+
+
+def rename_chat(chat_id: int, *, name: str) -> Call[Chat]:
+    return Call("PUT", f"/chats/{segment(chat_id)}", _model(Chat), json={"name": name})
+
+
+# -- messages ------------------------------------------------------------------------------------
+
+
+def list_messages(
+    chat_id: int, *, limit: int = DEFAULT_LIMIT, offset: int = 0
+) -> Call[Page[Message]]:
+    path = f"/chats/{segment(chat_id)}/messages"
+    return Call("GET", path, _page(Message), params=_paging(limit, offset))
+
+
+def send_message(
+    chat_id: int,
+    *,
+    message: str,
+    agent_id: AgentId,
+    stream: bool,
+    external_user_id: str | None = None,
+    attached_file_uuids: Sequence[str | UUID] | None = None,
+    include_tool_tags: bool | None = None,
+    on_disconnect: OnDisconnect | None = None,
+    if_busy: IfBusy | None = None,
+    timeout: float | httpx.Timeout | None = None,
+) -> Call[str]:
+    files: list[JsonValue] | None = None
+    if attached_file_uuids is not None:
+        files = [str(uuid) for uuid in attached_file_uuids]
+    body = _body(
+        message=message,
+        agent_id=str(agent_id),
+        stream=stream,
+        external_user_id=external_user_id,
+        attached_file_uuids=files,
+        include_tool_tags=include_tool_tags,
+        on_disconnect=on_disconnect,
+        if_busy=if_busy,
+    )
+    path = f"/chats/{segment(chat_id)}/messages"
+    return Call("POST", path, _text, json=body, timeout=_timeout(timeout))
+
+
+def regenerate(
+    chat_id: int,
+    *,
+    agent_id: AgentId,
+    stream: bool,
+    external_user_id: str | None = None,
+    include_tool_tags: bool | None = None,
+    on_disconnect: OnDisconnect | None = None,
+    if_busy: IfBusy | None = None,
+    timeout: float | httpx.Timeout | None = None,
+) -> Call[str]:
+    body = _body(
+        agent_id=str(agent_id),
+        stream=stream,
+        external_user_id=external_user_id,
+        include_tool_tags=include_tool_tags,
+        on_disconnect=on_disconnect,
+        if_busy=if_busy,
+    )
+    path = f"/chats/{segment(chat_id)}/regenerate"
+    return Call("POST", path, _text, json=body, timeout=_timeout(timeout))
+
+
+def _timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout | None:
+    if timeout is None or isinstance(timeout, httpx.Timeout):
+        return timeout
+    return httpx.Timeout(timeout)
+
+
+# -- feedback ------------------------------------------------------------------------------------
+
+
+def give_feedback(
+    chat_id: int,
+    message_id: int,
+    *,
+    type: FeedbackType,
+    content: str | None = None,
+    external_user_id: str | None = None,
+) -> Call[Feedback]:
+    path = f"/chats/{segment(chat_id)}/messages/{segment(message_id)}/feedbacks"
+    body = _body(type=type, content=content, external_user_id=external_user_id)
+    return Call("POST", path, _model(Feedback), json=body)
+
+
+# -- responses [ext] -----------------------------------------------------------------------------
+
+
+def _response_path(chat_id: int, response_id: str) -> str:
+    return f"/chats/{segment(chat_id)}/responses/{segment(response_id)}"
+
+
+def response_status(chat_id: int, response_id: str) -> Call[ResponseStatus]:
+    return Call("GET", _response_path(chat_id, response_id), _model(ResponseStatus))
+
+
+def cancel_response(chat_id: int, response_id: str) -> Call[ResponseStatus]:
+    path = _response_path(chat_id, response_id) + "/cancel"
+    return Call("POST", path, _model(ResponseStatus))
+
+
+def response_events(chat_id: int, response_id: str, *, after: int | None = None) -> Call[None]:
+    """The events stream of a response (read by a `Stream`, never parsed as an envelope)."""
+    params = {"after": after} if after is not None else None
+    return Call("GET", _response_path(chat_id, response_id) + "/events", _nothing, params=params)
+
+
+# -- agents [ext] --------------------------------------------------------------------------------
+
+
+def _agent_fields(
+    *,
+    name: str | None,
+    description: str | None,
+    system_prompt: str | None,
+    llm_model: str | None,
+    unified_tools: Sequence[JsonObject] | None,
+    suggested_questions: Sequence[str] | None,
+    meta: JsonObject | None,
+) -> JsonBody:
+    tools: list[JsonValue] | None = None
+    if unified_tools is not None:
+        tools = [dict(tool) for tool in unified_tools]
+    questions: list[JsonValue] | None = None
+    if suggested_questions is not None:
+        questions = list(suggested_questions)
+    return _body(
+        name=name,
+        description=description,
+        system_prompt=system_prompt,
+        llm_model=llm_model,
+        unified_tools=tools,
+        suggested_questions=questions,
+        meta=dict(meta) if meta is not None else None,
+    )
+
+
+def create_agent(
+    *,
+    name: str,
+    description: str | None = None,
+    system_prompt: str | None = None,
+    llm_model: str | None = None,
+    unified_tools: Sequence[JsonObject] | None = None,
+    suggested_questions: Sequence[str] | None = None,
+    meta: JsonObject | None = None,
+) -> Call[Agent]:
+    body = _agent_fields(
+        name=name,
+        description=description,
+        system_prompt=system_prompt,
+        llm_model=llm_model,
+        unified_tools=unified_tools,
+        suggested_questions=suggested_questions,
+        meta=meta,
+    )
+    return Call("POST", "/agents", _model(Agent), json=body)
+
+
+def list_agents(*, limit: int = DEFAULT_LIMIT, offset: int = 0) -> Call[Page[Agent]]:
+    return Call("GET", "/agents", _page(Agent), params=_paging(limit, offset))
+
+
+def get_agent(agent_id: AgentId) -> Call[Agent]:
+    return Call("GET", f"/agents/{segment(agent_id)}", _model(Agent))
+
+
+def update_agent(
+    agent_id: AgentId,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    system_prompt: str | None = None,
+    llm_model: str | None = None,
+    unified_tools: Sequence[JsonObject] | None = None,
+    suggested_questions: Sequence[str] | None = None,
+    meta: JsonObject | None = None,
+) -> Call[Agent]:
+    body = _agent_fields(
+        name=name,
+        description=description,
+        system_prompt=system_prompt,
+        llm_model=llm_model,
+        unified_tools=unified_tools,
+        suggested_questions=suggested_questions,
+        meta=meta,
+    )
+    return Call("PATCH", f"/agents/{segment(agent_id)}", _model(Agent), json=body)
+
+
+def delete_agent(agent_id: AgentId) -> Call[None]:
+    return Call("DELETE", f"/agents/{segment(agent_id)}", _nothing)
+
+
+def publish_agent(agent_id: AgentId) -> Call[Agent]:
+    return Call("POST", f"/agents/{segment(agent_id)}/publish", _model(Agent))

@@ -1,0 +1,397 @@
+"""`kaiwa.client` against a real `kaiwa serve` process: the documented usage word for word, on the
+demo agent in Japanese; non-stream send and regenerate; `stream.cancel()`; and a connection cut
+mid-answer by a proxy, after which the caller still gets every event exactly once. Each test has
+its sync and async twin, side by side.
+
+The cut: the client's base URL is a `CuttingProxy`, which kills the connection after a set number
+of bytes, usually inside a frame. The proxy counts every connection's bytes together, so it would
+also kill the reconnection; a small transport sends the reconnection (the events endpoint)
+straight to the server instead: the network path failed once, then healed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from tests.e2e.tcp_proxy import CuttingProxy
+
+from kaiwa.client import (
+    APIConnectionError,
+    AsyncClient,
+    AsyncStream,
+    Client,
+    ResumePolicy,
+    Stream,
+)
+from kaiwa.protocol import (
+    ChatTitleUpdated,
+    Event,
+    OutputTextCompleted,
+    OutputTextDelta,
+    ResponseCreated,
+)
+
+JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+PIECES = [f"{n}番目の文です。" for n in range(1, 31)]
+ANSWER = "".join(PIECES)
+LONG_SCRIPT = {
+    "answer": [item for piece in PIECES for item in ({"text": piece}, {"delay": 0.05})],
+    "title": "再開の確認",
+}
+QUICK_ANSWER = "短い答えです。"
+QUICK_SCRIPT = {"answer": [{"text": "短い"}, {"text": "答えです。"}], "title": "短い"}
+FIRST_PART = "最初の部分。"
+SLOW_SCRIPT = {"answer": [{"text": FIRST_PART}, *[{"delay": 0.5}] * 20, {"text": "届かない"}]}
+# Past the headers, the first ping and response.created (with its resume token), a few deltas
+# in, and not on a frame's boundary.
+CUT_AFTER = 1_999
+FAST_RESUME = ResumePolicy(attempts=3, backoff=0.05)
+DEADLINE = 15.0
+
+
+@dataclass
+class Setup:
+    server: Any
+    long_agent: str
+    slow_agent: str
+    quick_agent: str
+
+    @property
+    def key(self) -> str:
+        return str(self.server.api_key)
+
+    @property
+    def demo_agent(self) -> str:
+        return str(self.server.agent_id)
+
+
+@pytest.fixture(scope="module")
+def setup(kaiwa_launcher: Any) -> Iterator[Setup]:
+    server = kaiwa_launcher.start("client", env={"KAIWA_PING_INTERVAL": "0.2"})
+    try:
+        long = server.create_agent(
+            name="long", llm_model="scripted/x", meta={"model_settings": {"script": LONG_SCRIPT}}
+        )
+        slow = server.create_agent(
+            name="slow", llm_model="scripted/x", meta={"model_settings": {"script": SLOW_SCRIPT}}
+        )
+        quick = server.create_agent(
+            name="quick", llm_model="scripted/x", meta={"model_settings": {"script": QUICK_SCRIPT}}
+        )
+        yield Setup(server, long["id"], slow["id"], quick["id"])
+    finally:
+        server.stop()
+
+
+def stored_answer(client: Client, chat_id: int) -> str:
+    """The content of the chat's last assistant message, once its response has ended."""
+    ends_at = time.monotonic() + DEADLINE
+    while True:
+        rows = client.messages.list(chat_id).items
+        last = [row for row in rows if row.role == "assistant"][-1]
+        if last.meta.status != "in_progress":
+            return last.content
+        assert time.monotonic() < ends_at, f"still running after {DEADLINE:g} s"
+        time.sleep(0.05)
+
+
+def check_answer(events: list[Event], text: str) -> None:
+    assert all(not isinstance(event, dict) for event in events)
+    assert isinstance(events[0], ResponseCreated)
+    assert isinstance(events[-1], OutputTextCompleted)
+    deltas = "".join(event.delta for event in events if isinstance(event, OutputTextDelta))
+    assert deltas == text == events[-1].final_text
+    assert JAPANESE.search(text), text
+
+
+# -- the documented usage, word for word -----------------------------------------------------------
+
+
+def test_the_documented_usage_works_on_the_demo_agent(setup: Setup) -> None:
+    KEY, AGENT = setup.key, setup.demo_agent
+    events: list[Event] = []
+
+    client = Client(base_url=setup.server.base_url, api_key=KEY)
+    chat = client.chats.create(name="support", agent_id=AGENT)
+    with client.messages.stream(chat.id, message="営業時間は?", agent_id=AGENT) as stream:
+        for event in stream:  # typed events from kaiwa.protocol, never dicts
+            events.append(event)
+        text = stream.final_text()
+    second = client.messages.send(chat.id, message="何時まで開いていますか?", agent_id=AGENT)
+    rows = client.messages.list(chat.id).items
+    client.close()
+
+    check_answer(events, text)
+    assert any(isinstance(event, ChatTitleUpdated) for event in events)
+    assert isinstance(second, str)
+    assert JAPANESE.search(second), second
+    assert [row.role for row in rows] == ["user", "assistant", "user", "assistant"]
+    assert [rows[1].content, rows[3].content] == [text, second]
+
+
+async def test_the_documented_usage_works_on_the_demo_agent_async(setup: Setup) -> None:
+    KEY, AGENT = setup.key, setup.demo_agent
+    events: list[Event] = []
+
+    client = AsyncClient(base_url=setup.server.base_url, api_key=KEY)
+    chat = await client.chats.create(name="support", agent_id=AGENT)
+    async with client.messages.stream(chat.id, message="営業時間は?", agent_id=AGENT) as stream:
+        async for event in stream:  # typed events from kaiwa.protocol, never dicts
+            events.append(event)
+        text = await stream.final_text()
+    second = await client.messages.send(chat.id, message="何時まで開いていますか?", agent_id=AGENT)
+    rows = (await client.messages.list(chat.id)).items
+    await client.close()
+
+    check_answer(events, text)
+    assert any(isinstance(event, ChatTitleUpdated) for event in events)
+    assert isinstance(second, str)
+    assert JAPANESE.search(second), second
+    assert [row.role for row in rows] == ["user", "assistant", "user", "assistant"]
+    assert [rows[1].content, rows[3].content] == [text, second]
+
+
+# -- regenerate --------------------------------------------------------------------------------
+
+
+def test_regenerate_answers_again_and_keeps_the_old_answer(setup: Setup) -> None:
+    with Client(base_url=setup.server.base_url, api_key=setup.key) as client:
+        chat = client.chats.create(name="regenerate", agent_id=setup.quick_agent)
+        first = client.messages.send(chat.id, "短く答えてください", agent_id=setup.quick_agent)
+        again = client.messages.regenerate(chat.id, agent_id=setup.quick_agent)
+        with client.messages.stream_regenerate(chat.id, agent_id=setup.quick_agent) as stream:
+            third = stream.final_text()
+        rows = list(client.messages.iter_all(chat.id))
+
+    assert first == again == third == QUICK_ANSWER
+    answers = [row for row in rows if row.role == "assistant"]
+    assert [row.meta.superseded for row in answers] == [True, True, False]
+    assert [row.role for row in rows].count("user") == 1
+
+
+async def test_regenerate_answers_again_and_keeps_the_old_answer_async(setup: Setup) -> None:
+    async with AsyncClient(base_url=setup.server.base_url, api_key=setup.key) as client:
+        chat = await client.chats.create(name="regenerate", agent_id=setup.quick_agent)
+        first = await client.messages.send(
+            chat.id, "短く答えてください", agent_id=setup.quick_agent
+        )
+        again = await client.messages.regenerate(chat.id, agent_id=setup.quick_agent)
+        async with client.messages.stream_regenerate(chat.id, agent_id=setup.quick_agent) as stream:
+            third = await stream.final_text()
+        rows = [row async for row in client.messages.iter_all(chat.id)]
+
+    assert first == again == third == QUICK_ANSWER
+    answers = [row for row in rows if row.role == "assistant"]
+    assert [row.meta.superseded for row in answers] == [True, True, False]
+    assert [row.role for row in rows].count("user") == 1
+
+
+# -- stream.cancel() ---------------------------------------------------------------------------
+
+
+def test_stream_cancel_stops_the_answer_and_the_stream_ends_cancelled(setup: Setup) -> None:
+    with Client(base_url=setup.server.base_url, api_key=setup.key) as client:
+        chat = client.chats.create(name="cancel", agent_id=setup.slow_agent)
+        started = time.monotonic()
+        with client.messages.stream(chat.id, "ゆっくり", agent_id=setup.slow_agent) as stream:
+            for event in stream:
+                if isinstance(event, OutputTextDelta):
+                    status = stream.cancel()
+                    break
+            text = stream.final_text()
+        stored = stored_answer(client, chat.id)
+        after = client.responses.status(chat.id, str(stream.response_id))
+
+    assert time.monotonic() - started < 8, "the answer was stopped, not waited out"
+    assert status.id == stream.response_id
+    assert text == FIRST_PART == stored
+    assert stream.state.status == "cancelled"
+    assert after.status == "cancelled"
+
+
+async def test_stream_cancel_stops_the_answer_and_the_stream_ends_cancelled_async(
+    setup: Setup,
+) -> None:
+    async with AsyncClient(base_url=setup.server.base_url, api_key=setup.key) as client:
+        chat = await client.chats.create(name="cancel", agent_id=setup.slow_agent)
+        started = time.monotonic()
+        async with client.messages.stream(chat.id, "ゆっくり", agent_id=setup.slow_agent) as stream:
+            async for event in stream:
+                if isinstance(event, OutputTextDelta):
+                    status = await stream.cancel()
+                    break
+            text = await stream.final_text()
+        after = await client.responses.status(chat.id, str(stream.response_id))
+    with Client(base_url=setup.server.base_url, api_key=setup.key) as sync_client:
+        stored = await asyncio.to_thread(stored_answer, sync_client, chat.id)
+
+    assert time.monotonic() - started < 8, "the answer was stopped, not waited out"
+    assert status.id == stream.response_id
+    assert text == FIRST_PART == stored
+    assert stream.state.status == "cancelled"
+    assert after.status == "cancelled"
+
+
+# -- a connection cut mid-answer -----------------------------------------------------------------
+
+
+class Healed(httpx.HTTPTransport):
+    """Sends the events endpoint (the reconnection) straight to the server, not via the proxy."""
+
+    def __init__(self, server_port: int) -> None:
+        super().__init__()
+        self.server_port = server_port
+        self.reconnections: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            request.url = request.url.copy_with(port=self.server_port)
+            self.reconnections.append(request)
+        return super().handle_request(request)
+
+
+class AsyncHealed(httpx.AsyncHTTPTransport):
+    """`Healed`, for `AsyncClient`."""
+
+    def __init__(self, server_port: int) -> None:
+        super().__init__()
+        self.server_port = server_port
+        self.reconnections: list[httpx.Request] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            request.url = request.url.copy_with(port=self.server_port)
+            self.reconnections.append(request)
+        return await super().handle_async_request(request)
+
+
+def check_whole_once(seen: list[tuple[int | None, Event]], text: str, stored: str) -> None:
+    ids = [event_id for event_id, _ in seen]
+    assert ids == list(range(1, len(seen) + 1)), ids
+    events = [event for _, event in seen]
+    assert isinstance(events[0], ResponseCreated)
+    completed = events[-1]
+    assert isinstance(completed, OutputTextCompleted)
+    assert completed.status == "completed"
+    deltas = [event.delta for event in events if isinstance(event, OutputTextDelta)]
+    assert deltas == PIECES, "every delta exactly once, in order"
+    assert text == completed.final_text == stored == ANSWER
+
+
+def test_a_cut_mid_answer_is_resumed_and_every_event_arrives_once(setup: Setup) -> None:
+    server = setup.server
+    seen: list[tuple[int | None, Event]] = []
+    transport = Healed(server.port)
+    with CuttingProxy(server.port, cut_after=CUT_AFTER) as proxy:
+        client = Client(
+            base_url=f"http://127.0.0.1:{proxy.port}",
+            api_key=setup.key,
+            resume=FAST_RESUME,
+            transport=transport,
+        )
+        with client:
+            chat = client.chats.create(name="cut", agent_id=setup.long_agent)
+            with client.messages.stream(chat.id, "長めに", agent_id=setup.long_agent) as stream:
+                for event in stream:
+                    seen.append((stream.last_event_id, event))
+                text = stream.final_text()
+            assert proxy.cut.is_set(), "the stream ended before the proxy cut it"
+    with Client(base_url=server.base_url, api_key=setup.key) as direct:
+        stored = stored_answer(direct, chat.id)
+
+    check_whole_once(seen, text, stored)
+    (reconnection,) = transport.reconnections
+    cursor = int(reconnection.headers["last-event-id"])
+    assert 1 <= cursor < len(seen) // 2, "the cut came in the middle of the answer"
+
+
+async def test_a_cut_mid_answer_is_resumed_and_every_event_arrives_once_async(
+    setup: Setup,
+) -> None:
+    server = setup.server
+    seen: list[tuple[int | None, Event]] = []
+    transport = AsyncHealed(server.port)
+    with CuttingProxy(server.port, cut_after=CUT_AFTER) as proxy:
+        async with AsyncClient(
+            base_url=f"http://127.0.0.1:{proxy.port}",
+            api_key=setup.key,
+            resume=FAST_RESUME,
+            transport=transport,
+        ) as client:
+            chat = await client.chats.create(name="cut", agent_id=setup.long_agent)
+            stream = client.messages.stream(chat.id, "長めに", agent_id=setup.long_agent)
+            async with stream:
+                async for event in stream:
+                    seen.append((stream.last_event_id, event))
+                text = await stream.final_text()
+            assert proxy.cut.is_set(), "the stream ended before the proxy cut it"
+    with Client(base_url=server.base_url, api_key=setup.key) as direct:
+        stored = await asyncio.to_thread(stored_answer, direct, chat.id)
+
+    check_whole_once(seen, text, stored)
+    (reconnection,) = transport.reconnections
+    cursor = int(reconnection.headers["last-event-id"])
+    assert 1 <= cursor < len(seen) // 2, "the cut came in the middle of the answer"
+
+
+def read_into(seen: list[Event], stream: Stream) -> None:
+    for event in stream:
+        seen.append(event)
+
+
+async def read_into_async(seen: list[Event], stream: AsyncStream) -> None:
+    async for event in stream:
+        seen.append(event)
+
+
+def test_when_every_reconnection_is_cut_the_stream_gives_up(setup: Setup) -> None:
+    server = setup.server
+    seen: list[Event] = []
+    with CuttingProxy(server.port, cut_after=CUT_AFTER) as proxy:
+        client = Client(
+            base_url=f"http://127.0.0.1:{proxy.port}", api_key=setup.key, resume=FAST_RESUME
+        )
+        with Client(base_url=server.base_url, api_key=setup.key) as direct:
+            chat = direct.chats.create(name="gives up", agent_id=setup.long_agent)
+        stream = client.messages.stream(chat.id, "長めに", agent_id=setup.long_agent)
+        with client, stream, pytest.raises(APIConnectionError, match="3 attempts"):
+            read_into(seen, stream)
+
+    assert seen, "what arrived before the cut was handed out"
+    assert stream.last_event_id == len(seen)
+    # The answer itself went on: a later reader gets all of it.
+    with Client(base_url=server.base_url, api_key=setup.key) as direct:
+        assert stored_answer(direct, chat.id) == ANSWER
+        with direct.responses.stream(
+            chat.id, str(stream.response_id), after=stream.last_event_id
+        ) as rest:
+            assert rest.final_text() == ANSWER
+
+
+async def test_when_every_reconnection_is_cut_the_stream_gives_up_async(setup: Setup) -> None:
+    server = setup.server
+    seen: list[Event] = []
+    with CuttingProxy(server.port, cut_after=CUT_AFTER) as proxy:
+        async with AsyncClient(base_url=server.base_url, api_key=setup.key) as direct:
+            chat = await direct.chats.create(name="gives up", agent_id=setup.long_agent)
+        async with AsyncClient(
+            base_url=f"http://127.0.0.1:{proxy.port}", api_key=setup.key, resume=FAST_RESUME
+        ) as client:
+            stream = client.messages.stream(chat.id, "長めに", agent_id=setup.long_agent)
+            async with stream:
+                with pytest.raises(APIConnectionError, match="3 attempts"):
+                    await read_into_async(seen, stream)
+
+    assert seen, "what arrived before the cut was handed out"
+    assert stream.last_event_id == len(seen)
+    async with AsyncClient(base_url=server.base_url, api_key=setup.key) as direct:
+        rest = direct.responses.stream(chat.id, str(stream.response_id), after=stream.last_event_id)
+        async with rest:
+            assert await rest.final_text() == ANSWER
