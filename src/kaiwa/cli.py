@@ -1,6 +1,7 @@
-"""The `kaiwa` command: serve | init | keys | agents | whitelist.
+"""The `kaiwa` command: serve | init | keys | agents | whitelist | chat.
 
-Management commands work on the database directly, with the same settings as the server
+`chat` is a client of a running server (`kaiwa.chat`). Management commands work on the
+database directly, with the same settings as the server
 (`KAIWA_*` environment variables over `kaiwa.toml`).
 """
 
@@ -89,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     whitelist.add_parser("list", help="show the mode and the allowed users").set_defaults(
         run=_sync(_whitelist_list)
     )
+
+    chat = commands.add_parser("chat", help="chat with an agent of a running server")
+    chat.add_argument("--url", help="the server (default: KAIWA_BASE_URL, http://127.0.0.1:8000)")
+    chat.add_argument("--api-key", help="an API key (default: KAIWA_API_KEY)")
+    chat.add_argument("--agent", help="the agent's id (default: KAIWA_AGENT_ID, or ask)")
+    chat.add_argument("--chat", type=int, help="continue this chat instead of starting one")
+    chat.add_argument("--once", metavar="QUESTION", help="ask one question, print the answer")
+    chat.add_argument("--json", action="store_true", help="print the events as JSON lines")
+    chat.set_defaults(run=_chat)
     return parser
 
 
@@ -149,6 +159,22 @@ async def _in_transaction(command: Command, args: argparse.Namespace) -> int:
             return await command(args, session)
     finally:
         await engine.dispose()
+
+
+def _chat(args: argparse.Namespace) -> int:
+    # A client of the server: it must run on the base install, so nothing of the server here.
+    from kaiwa.chat import Options, run
+
+    return run(
+        Options(
+            base_url=args.url,
+            api_key=args.api_key,
+            agent_id=args.agent or os.environ.get("KAIWA_AGENT_ID") or None,
+            chat_id=args.chat,
+            once=args.once,
+            json=args.json,
+        )
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
