@@ -26,10 +26,15 @@ class Kaiwa:
     api_key: str
     agent_id: str
     """The published demo agent, on the built-in model."""
+    pid: int = 0
+    """The `kaiwa serve` process (one process: its CPU time is the server's)."""
 
 
 @contextmanager
-def running_kaiwa(env: dict[str, str] | None = None) -> Iterator[Kaiwa]:
+def running_kaiwa(
+    env: dict[str, str] | None = None, log_path: str | None = None
+) -> Iterator[Kaiwa]:
+    """`env` adds to the environment (e.g. `KAIWA_CONFIG`); `log_path` keeps the server's output."""
     with tempfile.TemporaryDirectory() as data_dir:
         environ = {**os.environ, "KAIWA_DATA_DIR": data_dir, **(env or {})}
         init = subprocess.run(
@@ -42,19 +47,31 @@ def running_kaiwa(env: dict[str, str] | None = None) -> Iterator[Kaiwa]:
         )
         boot = json.loads(init.stdout)
         port = _free_port()
+        log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
         server = subprocess.Popen(
             [sys.executable, "-m", "kaiwa.cli", "serve", "--port", str(port)],
             env=environ,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
         )
         try:
             base_url = f"http://127.0.0.1:{port}"
             _wait_ready(base_url)
-            yield Kaiwa(base_url=base_url, api_key=boot["api_key"], agent_id=boot["agent_id"])
+            yield Kaiwa(
+                base_url=base_url,
+                api_key=boot["api_key"],
+                agent_id=boot["agent_id"],
+                pid=server.pid,
+            )
         finally:
             server.terminate()
-            server.wait(timeout=15)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=5)
+            if log_path:
+                log.close()  # type: ignore[union-attr]
 
 
 def _free_port() -> int:
