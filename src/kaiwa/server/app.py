@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await runtime.recover()
         app.state.sessions = sessions
+        app.state.read_sessions = session_factory(engine, read_only=True)
         limiter = RateLimiter(
             per_minute=settings.rate_limit_per_minute, concurrent=settings.rate_limit_concurrent
         )

@@ -58,8 +58,17 @@ ServicesDep = Annotated[Services, Depends(_services)]
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 
 
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.read_sessions() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
+"""A session that only reads: on SQLite it never waits for, or holds up, a writer."""
+
+
 async def _caller(
-    session: SessionDep,
+    session: ReadSessionDep,
     services: ServicesDep,
     x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Caller:

@@ -1,8 +1,10 @@
 """The database: engine, sessions and migrations, for SQLite (embedded) and PostgreSQL.
 
-SQLite runs in WAL mode with a busy timeout, and every transaction starts with `BEGIN IMMEDIATE`:
-a deferred transaction that later writes cannot wait for the lock and fails at once with
-"database is locked", so taking the write lock up front is what makes the busy timeout work.
+SQLite runs in WAL mode with a busy timeout, and a transaction that may write starts with
+`BEGIN IMMEDIATE`: a deferred transaction that later writes cannot wait for the lock and fails at
+once with "database is locked", so taking the write lock up front is what makes the busy timeout
+work. Read-only sessions (`session_factory(engine, read_only=True)`, e.g. every key lookup) begin
+deferred instead: in WAL mode readers neither wait for the writer nor hold it up.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
+_READ_ONLY = "kaiwa_read_only"
 _MIGRATION_LOCK = 0x6B61697761  # "kaiwa": one replica migrates at a time on PostgreSQL
 
 
@@ -58,7 +61,11 @@ def _sqlite_engine(url: str) -> AsyncEngine:
     database = url.split("///", 1)[-1]
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    # Writers queue on SQLite's one write lock, each holding a pooled connection meanwhile: the
+    # pool must outlast a burst of new turns instead of failing them with a pool timeout.
+    engine = create_async_engine(
+        url, connect_args={"timeout": 30}, pool_size=20, max_overflow=80, pool_timeout=60
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -73,12 +80,18 @@ def _sqlite_engine(url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def session_factory(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions on `engine`; `read_only` ones must not write (on SQLite they begin deferred)."""
+    if read_only:
+        engine = engine.execution_options(**{_READ_ONLY: True})
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

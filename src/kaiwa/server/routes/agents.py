@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.llm.registry import UnknownModelError
 from kaiwa.protocol import ApiError, ErrorCode
-from kaiwa.server.deps import ManagerDep, ServicesDep, SessionDep
+from kaiwa.server.deps import ManagerDep, ReadSessionDep, ServicesDep, SessionDep
 from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
 from kaiwa.server.routes.params import check_name
@@ -52,7 +52,7 @@ async def create_agent(
 
 @router.get("")
 async def list_agents(
-    request: Request, caller: ManagerDep, session: SessionDep, page: PageDep
+    request: Request, caller: ManagerDep, session: ReadSessionDep, page: PageDep
 ) -> JSONResponse:
     rows, total = await agents.list_agents(
         session, caller.workspace_id, limit=page.limit, offset=page.offset
@@ -61,7 +61,7 @@ async def list_agents(
 
 
 @router.get("/{agent_id}")
-async def get_agent(agent_id: UUID, caller: ManagerDep, session: SessionDep) -> JSONResponse:
+async def get_agent(agent_id: UUID, caller: ManagerDep, session: ReadSessionDep) -> JSONResponse:
     return ok(agent_out(await _agent(session, caller.workspace_id, agent_id)))
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from kaiwa.protocol import ApiError, ErrorCode
-from kaiwa.server.deps import CallerDep, ServicesDep, SessionDep, check_end_user
+from kaiwa.server.deps import CallerDep, ReadSessionDep, ServicesDep, SessionDep, check_end_user
 from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
 from kaiwa.server.routes.params import ChatId, check_name
@@ -22,7 +22,7 @@ OrderBy = Literal["created_at", "-created_at", "asc", "ascending", "desc", "desc
 
 
 @router.get("/published-agents")
-async def published_agents(caller: CallerDep, session: SessionDep) -> JSONResponse:
+async def published_agents(caller: CallerDep, session: ReadSessionDep) -> JSONResponse:
     published = await agents.list_published(session, caller.workspace_id)
     data = [agent_out(agent, await agents.published_version(session, agent)) for agent in published]
     return ok(data)
@@ -52,7 +52,7 @@ async def create_chat(
 async def list_chats(
     request: Request,
     caller: CallerDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     page: PageDep,
     agent_id: Annotated[UUID | None, Query()] = None,
     external_user_id: Annotated[Text | None, Query()] = None,

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from kaiwa.protocol import ErrorCode
-from kaiwa.server.deps import SessionDep
+from kaiwa.server.deps import ReadSessionDep
 from kaiwa.server.envelope import ok
 from kaiwa.server.errors import error_response
 
@@ -20,7 +20,7 @@ async def healthz() -> JSONResponse:
 
 
 @router.get("/readyz")
-async def readyz(session: SessionDep) -> JSONResponse:
+async def readyz(session: ReadSessionDep) -> JSONResponse:
     try:
         await session.execute(text("SELECT 1"))
     except Exception:

@@ -10,9 +10,9 @@ from kaiwa.runtime import TurnRequest
 from kaiwa.server.deps import (
     Caller,
     CallerDep,
+    ReadSessionDep,
     Services,
     ServicesDep,
-    SessionDep,
     check_end_user,
 )
 from kaiwa.server.envelope import ok
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/api/v1/chats/{chat_id}", tags=["messages"])
 
 @router.get("/messages")
 async def list_messages(
-    request: Request, chat_id: ChatId, caller: CallerDep, session: SessionDep, page: PageDep
+    request: Request, chat_id: ChatId, caller: CallerDep, session: ReadSessionDep, page: PageDep
 ) -> JSONResponse:
     chat = await chats.get_chat(session, caller.workspace_id, chat_id)
     if chat is None:

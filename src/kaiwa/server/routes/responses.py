@@ -26,7 +26,7 @@ from kaiwa.protocol import (
 )
 from kaiwa.protocol.events import CompletedStatus
 from kaiwa.protocol.sse import DONE, PING
-from kaiwa.server.deps import CallerDep, ServicesDep, SessionDep, authenticate
+from kaiwa.server.deps import CallerDep, ReadSessionDep, ServicesDep, SessionDep, authenticate
 from kaiwa.server.envelope import ok
 from kaiwa.server.routes.params import ChatId
 from kaiwa.server.sse import follow, sse_response
@@ -47,7 +47,7 @@ _ENDED_AS: dict[str, CompletedStatus] = {"cancelled": "cancelled", "awaiting_for
 async def events(
     chat_id: ChatId,
     response_id: UUID,
-    session: SessionDep,
+    session: ReadSessionDep,
     services: ServicesDep,
     after: Annotated[int | None, Query(ge=0, le=_MAX_CURSOR)] = None,
     token: Annotated[str | None, Query()] = None,
@@ -100,7 +100,7 @@ async def status(
     chat_id: ChatId,
     response_id: UUID,
     caller: CallerDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     services: ServicesDep,
 ) -> JSONResponse:
     """Status, text so far (or final), usage and steps: for clients that prefer polling."""
