@@ -30,7 +30,7 @@ from kaiwa.protocol import (
 )
 from kaiwa.protocol.events import ResponseStatus
 from kaiwa.runtime.agent import run_agent
-from kaiwa.runtime.checkpoints import checkpoint_text
+from kaiwa.runtime.checkpoints import Checkpointer
 from kaiwa.runtime.emitter import Emitter
 from kaiwa.runtime.titles import generate_title
 from kaiwa.runtime.tokens import TokenSigner
@@ -86,6 +86,7 @@ class Runtime:
         self._signer = signer
         self._running: dict[str, _Running] = {}
         self._draining = False
+        self._checkpoints = Checkpointer(sessions, settings.checkpoint_interval)
 
     async def start(self, request: TurnRequest) -> StartedResponse:
         """Validate and store the turn, announce it, and begin producing the answer.
@@ -184,13 +185,12 @@ class Runtime:
         """
         self._draining = True
         tasks = [running.task for running in self._running.values()]
-        if not tasks:
-            return
-        if grace > 0:
+        if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)
         for response_id in list(self._running):
             self.request_cancel(response_id, "shutdown")
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._checkpoints.close()
 
     async def _produce(self, turn: Turn, emitter: Emitter) -> ResponseState:
         meter = UsageMeter()
@@ -198,7 +198,6 @@ class Runtime:
         error: tuple[ErrorCode, str] | None = None
         status: ResponseStatus = "completed"
         title_task: asyncio.Task[None] | None = None
-        checkpoints: asyncio.Task[None] | None = None
         running = self._running[turn.response_id]
         running.started = True
         try:
@@ -210,14 +209,7 @@ class Runtime:
                 with emitter.watching_idle(deadline, idle):
                     if turn.wants_title:
                         title_task = asyncio.create_task(self._title(turn, emitter, title_meter))
-                    checkpoints = asyncio.create_task(
-                        checkpoint_text(
-                            self._sessions,
-                            turn.assistant_message_id,
-                            emitter.state,
-                            self._settings.checkpoint_interval,
-                        )
-                    )
+                    self._checkpoints.watch(turn.assistant_message_id, emitter.state)
                     request = ModelRequest(
                         messages=[*turn.history, ChatMessage("user", turn.message)],
                         system=turn.system_prompt or None,
@@ -247,12 +239,11 @@ class Runtime:
             logger.exception("response %s failed", turn.response_id)
             error = (ErrorCode.SERVER_ERROR, "Internal server error while producing the answer")
         finally:
-            # Wait for both: no title may follow the terminal event, no checkpoint the outcome.
-            helpers = [task for task in (title_task, checkpoints) if task is not None]
-            for task in helpers:
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            self._checkpoints.forget(turn.assistant_message_id)
+            if title_task is not None and not title_task.done():
+                title_task.cancel()
+                # Wait for it, so no title event can come after the terminal one.
+                await asyncio.gather(title_task, return_exceptions=True)
         meter.merge(title_meter)
         if error is not None and status != "cancelled":
             status = "failed"
