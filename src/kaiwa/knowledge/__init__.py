@@ -1,0 +1,1 @@
+"""Knowledge: documents parsed, chunked and indexed, and searched for Japanese and English alike."""
