@@ -18,7 +18,16 @@ from kaiwa.server import errors
 from kaiwa.server.deps import Services
 from kaiwa.server.limits import BodyLimitMiddleware
 from kaiwa.server.ratelimit import RateLimiter
-from kaiwa.server.routes import agents, chats, feedback, health, messages, responses
+from kaiwa.server.routes import (
+    agents,
+    chats,
+    feedback,
+    files,
+    health,
+    knowledge,
+    messages,
+    responses,
+)
 from kaiwa.store import secrets
 from kaiwa.store.db import create_engine, migrate, session_factory
 
@@ -90,10 +99,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses.router,
         feedback.router,
         agents.router,
+        knowledge.router,
+        files.router,
         health.router,
     ):
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -16,20 +16,37 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"Request body is over the limit of {max_bytes} bytes")
 
 
-class BodyLimitMiddleware:
-    """Answers 413/10011 when a body is over `max_bytes`, by header or by what actually arrives."""
+# Multipart form overhead allowed on top of an upload's own limit.
+_MULTIPART_SLACK = 64 * 1024
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+
+def is_upload_path(path: str) -> bool:
+    """Routes that take a file: the chat upload and knowledge-base documents."""
+    return path.endswith("/chats/upload-file") or (
+        path.startswith("/api/v1/knowledge-bases/") and path.endswith("/documents")
+    )
+
+
+class BodyLimitMiddleware:
+    """Answers 413/10011 when a body is over its limit, by header or by what actually arrives.
+
+    Bodies are limited to `max_bytes`, but for upload routes, which get `max_upload_bytes` (plus
+    room for the multipart framing); each route still checks the file's own size.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes + _MULTIPART_SLACK
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_upload_bytes if is_upload_path(scope["path"]) else self.max_bytes
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(scope, receive, send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._reject(scope, receive, send, limit)
                 return
         received = 0
 
@@ -38,19 +55,19 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         try:
             await self.app(scope, counting_receive, send)
         except BodyTooLarge:
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, limit)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = error_response(
             413,
             int(ErrorCode.PAYLOAD_TOO_LARGE),
-            f"Request body is over the limit of {self.max_bytes} bytes",
+            f"Request body is over the limit of {limit} bytes",
         )
         await response(scope, receive, send)
