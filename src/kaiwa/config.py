@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     fetch_timeout: float = Field(15.0, gt=0)
     web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    ephemeral_file_ttl: float = Field(86400.0, gt=0)
+    """Seconds an `ephemeral` upload is kept while no message has it attached."""
 
     providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from api_support import Api, data, envelope, error
+from conftest import MakeApi
 
 from kaiwa.protocol import ResponseCreated
 
@@ -27,7 +28,9 @@ async def test_create_agent_returns_it_with_defaults(api: Api) -> None:
     assert data(await api.get(f"/api/v1/agents/{agent['id']}")) == agent
 
 
-async def test_create_agent_with_every_field(api: Api) -> None:
+async def test_create_agent_with_every_field(make_api: MakeApi) -> None:
+    # Web search needs a provider; it is not reached while an agent is saved.
+    api = await make_api(web_search={"provider": "searxng", "base_url": "http://127.0.0.1:9"})
     fields = {
         "name": "Full",
         "description": "d",
@@ -38,6 +41,11 @@ async def test_create_agent_with_every_field(api: Api) -> None:
             {"type": "lookup"},
             {"type": "call_agent", "agent_id": UNKNOWN_UUID, "invocation_instruction": "ask"},
             {"type": "knowledge_base", "knowledge_base_ids": ["kb1"]},
+            {"type": "fetch_web_content"},
+            {
+                "type": "request_form",
+                "custom_form_schema": {"fields": [{"name": "n", "type": "shortText"}]},
+            },
         ],
         "suggested_questions": ["Why?"],
         "meta": {"model_settings": {"temperature": 0.2}},
@@ -46,6 +54,12 @@ async def test_create_agent_with_every_field(api: Api) -> None:
     for name, value in fields.items():
         assert agent[name] == value, name
     assert agent["use_search"] is True
+
+
+async def test_web_search_without_a_provider_is_refused_saying_why(api: Api) -> None:
+    body = {"name": "x", "unified_tools": [{"type": "web_search"}]}
+    message = error(await api.post("/api/v1/agents", json=body), 400, 10006)
+    assert "no web search provider is configured" in message
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import socket
@@ -100,11 +101,21 @@ class FakeToolCall:
 
 @dataclass(frozen=True)
 class ToolCalls:
-    """The model asks for tools; each call's arguments stream in `fragment`-character pieces."""
+    """The model asks for tools; each call's arguments stream in `fragment`-character pieces.
+
+    By default, as OpenAI does: one call after the other, each opened by a delta with its `index`,
+    `id` and name, then its argument pieces (with the `index` only).
+    """
 
     calls: Sequence[FakeToolCall]
     fragment: int = 4
     usage: tuple[int, int] | None = (10, 5)
+    text: Sequence[str] = ()
+    """Content deltas sent before the calls."""
+    interleave: bool = False
+    """Open every call first, then send their argument pieces in turn (told apart by `index`)."""
+    omit_index: bool = False
+    """Leave `index` out of the tool-call deltas, as Gemini's OpenAI-compatible endpoint does."""
 
 
 @dataclass(frozen=True)
@@ -279,16 +290,12 @@ def _steps(behaviour: Reply | ToolCalls, model: str, include_usage: bool) -> lis
 
     steps: list[_Step] = []
     if isinstance(behaviour, ToolCalls):
-        for index, call in enumerate(behaviour.calls):
-            head = {"index": index, "id": call.id, "type": "function"}
-            head["function"] = {"name": call.name, "arguments": ""}
-            steps.append(frame({"role": "assistant", "content": None, "tool_calls": [head]}))
-            arguments = _arguments(call)
-            for start in range(0, len(arguments), behaviour.fragment):
-                piece = arguments[start : start + behaviour.fragment]
-                steps.append(
-                    frame({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-                )
+        for n, text in enumerate(behaviour.text):
+            steps.append(
+                frame({"role": "assistant", "content": text} if n == 0 else {"content": text})
+            )
+        for delta in _tool_call_deltas(behaviour):
+            steps.append(frame(delta))
         steps.append(frame({}, "tool_calls"))
     else:
         for n, text in enumerate(behaviour.chunks):
@@ -303,6 +310,33 @@ def _steps(behaviour: Reply | ToolCalls, model: str, include_usage: bool) -> lis
         steps.append(_sse(_chunk(completion_id, model, [], include_usage, behaviour.usage)))
     steps.append(b"data: [DONE]\n\n")
     return steps
+
+
+def _tool_call_deltas(behaviour: ToolCalls) -> list[dict[str, Any]]:
+    """One `delta` per frame: each call's head, then its argument pieces."""
+    size = behaviour.fragment
+    heads: list[dict[str, Any]] = []
+    pieces: list[list[dict[str, Any]]] = []
+    for index, call in enumerate(behaviour.calls):
+        head = {"index": index, "id": call.id, "type": "function"}
+        head["function"] = {"name": call.name, "arguments": ""}
+        heads.append({"role": "assistant", "content": None, "tool_calls": [head]})
+        arguments = _arguments(call)
+        own = []
+        for at in range(0, len(arguments), size):
+            part = {"index": index, "function": {"arguments": arguments[at : at + size]}}
+            own.append({"tool_calls": [part]})
+        pieces.append(own)
+    if behaviour.interleave:
+        rounds = itertools.zip_longest(*pieces)
+        deltas = [*heads, *(delta for turn in rounds for delta in turn if delta is not None)]
+    else:
+        deltas = [delta for head, own in zip(heads, pieces, strict=True) for delta in (head, *own)]
+    if behaviour.omit_index:
+        for delta in deltas:
+            for part in delta["tool_calls"]:
+                del part["index"]
+    return deltas
 
 
 def _splice_fault(reply: Reply, steps: list[_Step]) -> None:
@@ -343,6 +377,7 @@ def _chunk(
 def _completion(behaviour: Reply | ToolCalls, model: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
     if isinstance(behaviour, ToolCalls):
+        message["content"] = "".join(behaviour.text) or None
         message["tool_calls"] = [
             {
                 "id": call.id,

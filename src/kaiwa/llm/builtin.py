@@ -1,19 +1,48 @@
 """`builtin/extractive`: the offline, deterministic model of the demo agent.
 
-It generates nothing. It answers in the language of the user's message from the context it has
-(tool results in the conversation), extracting the passages that share the most terms with the
-question; with no context it says plainly that no generative model is configured, and how to
-configure one. Titles are the first sentence of the message, shortened.
+It generates nothing. It uses the tools it is offered by fixed rules, then answers in the
+language of the user's message from their results, extracting the passages that share the most
+terms with the question and citing their sources; with nothing relevant it says plainly that no
+generative model is configured, and how to configure one. Titles are the first sentence of the
+message, shortened.
+
+The rules, in order:
+- `request_form`: asked for first, alone, once per chat;
+- in the first round: `retrieve_context` with the message, `fetch_web_content` for each http(s)
+  URL in it, `lookup` with the message, `call_agent` for each agent the message names;
+- `search_web` with the message when nothing found so far is relevant;
+- then the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import AsyncGenerator, Sequence
 
-from kaiwa.llm.base import ChatMessage, ModelEvent, ModelRequest, TextDelta, Usage
-from kaiwa.llm.text import Language, chunks, detect_language, estimate_tokens, short_title
+from kaiwa.knowledge.terms import rank
+from kaiwa.llm.base import (
+    ChatMessage,
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from kaiwa.llm.text import (
+    Language,
+    Passage,
+    chunks,
+    detect_language,
+    estimate_tokens,
+    parse_passages,
+    short_title,
+)
+
+_ids = itertools.count(1)
+_SENTENCES = re.compile(r"(?<=[。！？])|(?<=[.!?])\s+|\n+")
 
 _NO_MODEL = {
     "en": (
@@ -36,19 +65,18 @@ _NO_MODEL = {
     ),
 }
 
-_FROM_CONTEXT = {"en": "Here is what I found:\n\n", "ja": "見つかった情報です。\n\n"}
-
-_JAPANESE = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-# Katakana and Han carry a Japanese sentence's content (hiragana is mostly grammar); a word of
-# another script stops where Japanese starts, so `kaiwaの設定` is `kaiwa` and `設定`.
-_TERM_RUNS = re.compile(
-    "(?P<ja>[\u30a0-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)"
-    f"|(?P<word>[^\\W{_JAPANESE}]{{3,}})"
-)
-# English words too common to tell passages apart.
-_COMMON = """about and are can could did does for from has have how its not our that the their there
-these they this those was were what when where which who why will with would you your"""
-_STOPWORDS = frozenset(_COMMON.split())
+_FROM_CONTEXT = {"en": "Here is what I found:", "ja": "見つかった情報です。"}
+_SOURCES = {"en": "Sources", "ja": "出典"}
+_ASK_FORM = {
+    "en": "Before I answer, please fill in the form.",
+    "ja": "回答の前に、フォームへのご記入をお願いします。",
+}
+_FORM_THANKS = {
+    "en": "Thank you for filling in the form.",
+    "ja": "フォームへのご記入ありがとうございます。",
+}
+_URL = re.compile(r"https?://[^\s<>\"'「」『』()（）、。]+")
+_MAX_SENTENCES = 3
 
 
 class ExtractiveModel:
@@ -66,50 +94,120 @@ class ExtractiveModel:
         prompt += sum(estimate_tokens(m.content) for m in request.messages)
         language = detect_language(question)
         if request.purpose == "title":
-            text = short_title(question)
+            text, calls = short_title(question), list[ToolCall]()
         else:
-            text = _answer(question, language, request.messages)
+            text, calls = _respond(question, language, request)
         for piece in chunks(text):
             if self._delay:
                 await asyncio.sleep(self._delay)
             yield TextDelta(piece)
+        for call in calls:
+            yield call
         yield Usage(prompt_tokens=prompt, completion_tokens=estimate_tokens(text))
 
 
-def _answer(question: str, language: Language, messages: Sequence[ChatMessage]) -> str:
-    passages = [
-        p for m in messages if m.role == "tool" for p in m.content.split("\n\n") if p.strip()
-    ]
+def _respond(
+    question: str, language: Language, request: ModelRequest
+) -> tuple[str, list[ToolCall]]:
+    """The fixed rules: which tools to call this round, or the answer."""
+    offered = {tool.name: tool for tool in request.tools}
+    turn = _this_turn(request.messages)
+    called = _called(turn)
+    ever_called = _called(request.messages)
+    if "request_form" in offered and "request_form" not in ever_called:
+        return _ASK_FORM[language], [_call("request_form", {})]
+    first: list[ToolCall] = []
+    if not called - {"request_form"}:
+        if "retrieve_context" in offered:
+            first.append(_call("retrieve_context", {"query": question}))
+        if "fetch_web_content" in offered:
+            urls = dict.fromkeys(url.rstrip(".,;:!?") for url in _URL.findall(question))
+            first.extend(_call("fetch_web_content", {"url": url}) for url in urls)
+        if "lookup" in offered:
+            first.append(_call("lookup", {"query": question}))
+        if "call_agent" in offered:
+            first.extend(
+                _call("call_agent", {"agent": name, "question": question})
+                for name in _named_agents(offered["call_agent"], question)
+            )
+    if first:
+        return "", first
+    passages = _passages(turn, exclude={"request_form"})
     best = _best_passages(question, passages)
+    if not best and "search_web" in offered and "search_web" not in called:
+        return "", [_call("search_web", {"query": question})]
+    return _answer(language, best, form="request_form" in called), []
+
+
+def _this_turn(messages: Sequence[ChatMessage]) -> Sequence[ChatMessage]:
+    last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    return messages[last_user + 1 :]
+
+
+def _called(messages: Sequence[ChatMessage]) -> set[str]:
+    """The names of the tools called in `messages`."""
+    return {call.name for m in messages for call in m.tool_calls}
+
+
+def _passages(turn: Sequence[ChatMessage], *, exclude: set[str]) -> list[Passage]:
+    names = {call.id: call.name for m in turn for call in m.tool_calls}
+    return [
+        passage
+        for m in turn
+        if m.role == "tool" and names.get(m.tool_call_id or "") not in exclude
+        for passage in _passages_of(m.content)
+    ]
+
+
+def _passages_of(content: str) -> list[Passage]:
+    """A tool's `<source>` passages; a result without them is paragraphs of no known source."""
+    return parse_passages(content) or [
+        Passage(title="", text=part.strip()) for part in content.split("\n\n") if part.strip()
+    ]
+
+
+def _named_agents(tool: ToolSpec, question: str) -> list[str]:
+    names = tool.parameters.get("properties", {}).get("agent", {}).get("enum", [])
+    folded = question.casefold()
+    return [name for name in names if isinstance(name, str) and name.casefold() in folded]
+
+
+def _call(name: str, arguments: dict[str, str]) -> ToolCall:
+    return ToolCall(id=f"call_{next(_ids):06d}", name=name, arguments=arguments)
+
+
+def _answer(language: Language, best: list[Passage], *, form: bool) -> str:
     if not best:
-        return _NO_MODEL[language]
-    return _FROM_CONTEXT[language] + "\n\n".join(best)
+        return (_FORM_THANKS[language] + "\n\n" if form else "") + _NO_MODEL[language]
+    parts = [_FORM_THANKS[language]] if form else []
+    parts.append(_FROM_CONTEXT[language])
+    parts.extend(passage.text for passage in best)
+    sources = list(dict.fromkeys(filter(None, (_source(passage) for passage in best))))
+    if sources:
+        parts.append(f"{_SOURCES[language]}: " + ", ".join(sources))
+    return "\n\n".join(parts)
 
 
-def _best_passages(question: str, passages: list[str], limit: int = 3) -> list[str]:
-    terms = _terms(question)
-    scored = []
-    for index, passage in enumerate(passages):
-        score = len(terms & _terms(passage))
-        if score:
-            scored.append((-score, index, passage.strip()))
-    return [passage for _, _, passage in sorted(scored)[:limit]]
+def _source(passage: Passage) -> str:
+    ref = passage.ref
+    if ref.startswith(("http://", "https://")):
+        return f"[{passage.title}]({ref})" if passage.title and passage.title != ref else ref
+    return passage.title or ref
 
 
-def _terms(text: str) -> set[str]:
-    """Words, and every overlapping pair of Japanese characters (a lone one stands alone).
+def _best_passages(question: str, passages: list[Passage], limit: int = 3) -> list[Passage]:
+    """The passages that share the most with the question, each cut to its best sentences."""
+    ranked = rank(question, [passage.text for passage in passages])
+    return [
+        Passage(passages[i].title, _best_sentences(question, passages[i].text), passages[i].ref)
+        for i, _ in ranked[:limit]
+    ]
 
-    Pairs overlap so that a word matches wherever it starts: `営業時間` in the question and in
-    `当店の営業時間` share `営業`, `業時` and `時間`.
-    """
-    terms: set[str] = set()
-    for match in _TERM_RUNS.finditer(text.lower()):
-        run = match.group()
-        if match.lastgroup == "word":
-            if run not in _STOPWORDS:
-                terms.add(run)
-        elif len(run) == 1:
-            terms.add(run)
-        else:
-            terms.update(run[i : i + 2] for i in range(len(run) - 1))
-    return terms
+
+def _best_sentences(question: str, text: str) -> str:
+    sentences = [part for part in _SENTENCES.split(text.strip()) if part.strip()]
+    if len(sentences) <= _MAX_SENTENCES:
+        return text.strip()
+    ranked = rank(question, sentences)
+    keep = sorted(i for i, _ in ranked[:_MAX_SENTENCES]) or list(range(_MAX_SENTENCES))
+    return " ".join(sentences[i].strip() for i in keep)

@@ -42,6 +42,7 @@ try:
         ChatCompletionFunctionToolParam,
         ChatCompletionMessageParam,
     )
+    from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
         "the 'openai' model provider needs the openai SDK: pip install 'kaiwa[server]'"
@@ -210,7 +211,7 @@ class _ChunkState:
                 if delta.content:
                     deltas.append(TextDelta(str(delta.content)))
                 for part in delta.tool_calls or ():
-                    call = self._calls.setdefault(part.index, _PartialCall())
+                    call = self._calls.setdefault(self._index_of(part), _PartialCall())
                     call.id = part.id or call.id
                     if part.function is not None:
                         call.name = part.function.name or call.name
@@ -218,6 +219,18 @@ class _ChunkState:
         except (AttributeError, TypeError):
             raise _BadStream("malformed chunk from the model server") from None
         return deltas
+
+    def _index_of(self, part: ChoiceDeltaToolCall) -> int:
+        if part.index is not None:
+            return int(part.index)
+        # Gemini's OpenAI-compatible endpoint leaves `index` out (each call whole in one
+        # delta): a part with a new id opens a call, any other part goes on with the last one.
+        for index, call in self._calls.items():
+            if part.id and call.id == part.id:
+                return index
+        if part.id or not self._calls:
+            return max(self._calls, default=-1) + 1
+        return max(self._calls)
 
     def finish(self) -> list[ModelEvent]:
         events: list[ModelEvent] = []

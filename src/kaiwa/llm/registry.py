@@ -62,6 +62,10 @@ class ModelRegistry:
             from kaiwa.llm.scripted import ScriptedModel
 
             return ScriptedModel(provider, model)
+        if settings.type == "anthropic":
+            from kaiwa.llm.anthropic import AnthropicModel
+
+            return AnthropicModel(provider, model, settings)
         from kaiwa.llm.openai import OpenAIModel
 
         return OpenAIModel(provider, model, settings)

@@ -12,6 +12,10 @@ with no patching::
 Items of `answer`: `text` (one delta), `delay` (seconds of silence), `tool_call`
 (`{"id", "name", "arguments"}`), `fail` (raise `ModelError`). With no script it echoes the user's
 message back in small chunks. Each call reports its usage last (`usage`, or an estimate).
+
+An agent that uses tools needs one list of items per model call of a turn: `"rounds": [[...],
+[...]]`. The first call of a turn plays `rounds[0]`, the call after the first tool results
+`rounds[1]`, and so on; past the end, the last list plays without its tool calls.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class ScriptedModel:
             yield TextDelta(title)
             yield _usage(script.get("title_usage"), prompt, estimate_tokens(title))
             return
-        items = script.get("answer")
+        items = _items(script, request)
         if items is None:
             items = [{"text": piece} for piece in chunks(f"Echo: {last_user}")]
         completion = 0
@@ -67,6 +71,18 @@ class ScriptedModel:
             elif "fail" in item:
                 raise ModelError(f"scripted failure: {item['fail']}", partial=streamed)
         yield _usage(script.get("usage"), prompt, completion)
+
+
+def _items(script: Mapping[str, Any], request: ModelRequest) -> list[Any] | None:
+    rounds = script.get("rounds")
+    if not rounds:
+        answer: list[Any] | None = script.get("answer")
+        return answer
+    last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
+    done = sum(1 for m in request.messages[last_user + 1 :] if m.tool_calls)
+    if done < len(rounds):
+        return list(rounds[done])
+    return [item for item in rounds[-1] if "tool_call" not in item]
 
 
 def _usage(configured: Mapping[str, int] | None, prompt: int, completion: int) -> Usage:

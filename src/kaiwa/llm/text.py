@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Literal
 
 Language = Literal["ja", "en"]
@@ -98,3 +99,38 @@ def short_title(text: str, *, cjk_chars: int = 24, words: int = 7) -> str:
             title = title[:60].rstrip()
     title = title.rstrip("?？。.!！、,:：;； ")
     return title or sentence[:cjk_chars] or "New chat"
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A piece of a tool's result the model may quote: what it says and where it comes from."""
+
+    title: str
+    text: str
+    ref: str = ""
+    """Where it comes from: a URL, or a document or message reference."""
+
+
+_PASSAGE = re.compile(r'<source title="([^"]*)" ref="([^"]*)">\n(.*?)\n</source>', re.DOTALL)
+
+
+def render_passages(passages: Iterable[Passage]) -> str:
+    """Passages as tools hand them to a model: each in a `<source>` element.
+
+    Real models read the element as a quotation with its origin; `parse_passages` reads it back.
+    """
+    out = []
+    for passage in passages:
+        title = _attribute(passage.title)
+        ref = _attribute(passage.ref)
+        body = passage.text.strip().replace("</source>", "</ source>")
+        out.append(f'<source title="{title}" ref="{ref}">\n{body}\n</source>')
+    return "\n\n".join(out)
+
+
+def parse_passages(text: str) -> list[Passage]:
+    return [Passage(title=title, text=body, ref=ref) for title, ref, body in _PASSAGE.findall(text)]
+
+
+def _attribute(value: str) -> str:
+    return " ".join(value.replace('"', "'").split())

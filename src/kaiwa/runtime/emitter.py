@@ -13,7 +13,13 @@ from contextlib import contextmanager
 
 from kaiwa.bus import EventLog
 from kaiwa.protocol import Event, OutputTextDelta, ResponseState, encode_frame
-from kaiwa.protocol.events import TERMINAL_TYPES
+from kaiwa.protocol.events import (
+    TERMINAL_TYPES,
+    ReasoningStepEnd,
+    ReasoningStepStart,
+    StepEnd,
+    StepStart,
+)
 
 
 class Emitter:
@@ -48,6 +54,16 @@ class Emitter:
     async def delta(self, text: str) -> None:
         await self.emit(
             OutputTextDelta(response_id=self.response_id, chat_id=self.chat_id, delta=text)
+        )
+
+    async def step_start(self, step: StepStart) -> None:
+        await self.emit(
+            ReasoningStepStart(response_id=self.response_id, chat_id=self.chat_id, step=step)
+        )
+
+    async def step_end(self, step: StepEnd) -> None:
+        await self.emit(
+            ReasoningStepEnd(response_id=self.response_id, chat_id=self.chat_id, step=step)
         )
 
     @property

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kaiwa.bus import EventLog, LogFull
 from kaiwa.config import Settings
-from kaiwa.llm import ChatMessage, ModelError, ModelRegistry, ModelRequest
+from kaiwa.llm import ChatMessage, ChatModel, ModelError, ModelRegistry, ModelRequest
+from kaiwa.llm.text import detect_language
 from kaiwa.protocol import (
     ApiError,
     ChatTitleUpdated,
@@ -28,12 +29,15 @@ from kaiwa.protocol import (
     ResponseError,
     ResponseState,
 )
-from kaiwa.protocol.events import ResponseStatus
-from kaiwa.runtime.agent import run_agent
+from kaiwa.protocol.events import ResponseStatus, StepEnd
+from kaiwa.runtime.agent import AgentRun, FormPause, run_agent
 from kaiwa.runtime.checkpoints import Checkpointer
 from kaiwa.runtime.emitter import Emitter
+from kaiwa.runtime.forms import FormSubmission, store_pause, store_submission
 from kaiwa.runtime.titles import generate_title
 from kaiwa.runtime.tokens import TokenSigner
+from kaiwa.runtime.tools.base import ToolContext
+from kaiwa.runtime.tools.toolbox import Toolbox, ToolConfigError
 from kaiwa.runtime.turns import ChatBusy, Turn, TurnRequest, store_turn
 from kaiwa.runtime.usage import UsageMeter
 from kaiwa.store import chats, responses
@@ -78,8 +82,10 @@ class Runtime:
         models: ModelRegistry,
         settings: Settings,
         signer: TokenSigner,
+        toolbox: Toolbox,
     ) -> None:
         self._sessions = sessions
+        self._toolbox = toolbox
         self._log = log
         self._models = models
         self._settings = settings
@@ -94,10 +100,7 @@ class Runtime:
         Raises `ApiError` (unknown chat, agent mismatch, unpublished agent, busy chat) before
         anything is stored. With `if_busy="interrupt"` a running response is cancelled first.
         """
-        if self._draining:
-            raise ApiError(
-                ErrorCode.SERVER_ERROR, "The server is shutting down; retry shortly", status=503
-            )
+        self._check_open()
         try:
             turn, created = await self._store(request)
         except ChatBusy as busy:
@@ -109,6 +112,34 @@ class Runtime:
                 turn, created = await self._store(request)
             except ChatBusy as again:
                 raise ApiError(ErrorCode.CONFLICT, str(again)) from None
+        return await self._launch(turn, created)
+
+    async def submit_form(self, submission: FormSubmission) -> StartedResponse:
+        """Check and store a form's values, then go on with the turn that asked for it.
+
+        Raises `ApiError`: 404 for an unknown form, 400 naming a bad value, 409 when it was
+        submitted already or a response runs on the chat.
+        """
+        self._check_open()
+        try:
+            async with transaction(self._sessions) as session:
+                turn, created = await store_submission(
+                    session,
+                    submission,
+                    resume_token=self._signer.sign,
+                    check_tools=self._check_tools,
+                )
+        except ChatBusy as busy:
+            raise ApiError(ErrorCode.CONFLICT, str(busy)) from None
+        return await self._launch(turn, created)
+
+    def _check_open(self) -> None:
+        if self._draining:
+            raise ApiError(
+                ErrorCode.SERVER_ERROR, "The server is shutting down; retry shortly", status=503
+            )
+
+    async def _launch(self, turn: Turn, created: ResponseCreated) -> StartedResponse:
         turn.started_at = asyncio.get_running_loop().time()
         await self._log.create(turn.response_id)
         emitter = Emitter(self._log, turn.response_id, turn.chat_id)
@@ -122,7 +153,15 @@ class Runtime:
 
     async def _store(self, request: TurnRequest) -> tuple[Turn, ResponseCreated]:
         async with transaction(self._sessions) as session:
-            return await store_turn(session, request, resume_token=self._signer.sign)
+            return await store_turn(
+                session, request, resume_token=self._signer.sign, check_tools=self._check_tools
+            )
+
+    def _check_tools(self, unified_tools: list[dict[str, Any]]) -> None:
+        try:
+            self._toolbox.check(unified_tools)
+        except ToolConfigError as exc:
+            raise ApiError(ErrorCode.BAD_REQUEST, f"The agent cannot run here: {exc}") from None
 
     async def _interrupt(self, response_id: str) -> None:
         """Cancel a response running here and wait (a while) for it to end."""
@@ -197,6 +236,7 @@ class Runtime:
         title_meter = UsageMeter()
         error: tuple[ErrorCode, str] | None = None
         status: ResponseStatus = "completed"
+        pause: FormPause | None = None
         title_task: asyncio.Task[None] | None = None
         running = self._running[turn.response_id]
         running.started = True
@@ -210,15 +250,14 @@ class Runtime:
                     if turn.wants_title:
                         title_task = asyncio.create_task(self._title(turn, emitter, title_meter))
                     self._checkpoints.watch(turn.assistant_message_id, emitter.state)
-                    request = ModelRequest(
-                        messages=[*turn.history, ChatMessage("user", turn.message)],
-                        system=turn.system_prompt or None,
-                        settings=turn.model_settings,
-                    )
-                    await run_agent(model, request, emitter, meter)
+                    pause = await self._run_agent(turn, model, emitter, meter)
+                    if pause is not None:
+                        status = "awaiting_form"
             if title_task is not None:
                 # The answer is whole: a slow title is given up, it never fails the answer.
                 await self._finish_title(title_task)
+        except ToolConfigError as exc:
+            error = (ErrorCode.BAD_REQUEST, f"The agent cannot run here: {exc}")
         except ModelError as exc:
             logger.warning("response %s: model failed: %s", turn.response_id, exc.message)
             error = (ErrorCode.UPSTREAM_ERROR, exc.message)
@@ -248,8 +287,44 @@ class Runtime:
         if error is not None and status != "cancelled":
             status = "failed"
         running.finishing = True
-        await self._finish(turn, emitter, status, meter, error)
+        await self._finish(turn, emitter, status, meter, error, pause)
         return emitter.state
+
+    async def _run_agent(
+        self, turn: Turn, model: ChatModel, emitter: Emitter, meter: UsageMeter
+    ) -> FormPause | None:
+        context = ToolContext(
+            workspace_id=turn.workspace_id,
+            chat_id=turn.chat_id,
+            agent_id=turn.agent_id,
+            message=turn.message,
+            language=detect_language(turn.message),
+            user_message_id=turn.user_message_id,
+            attachments=turn.attachments,
+            agent_path=(turn.agent_id,),
+        )
+        tools = await self._toolbox.tools_for(turn.unified_tools, context)
+        limits = self._toolbox.limits
+        run = AgentRun(
+            model=model,
+            request=ModelRequest(
+                messages=[*turn.history, ChatMessage("user", turn.message)],
+                system=turn.system_prompt or None,
+                settings=turn.model_settings,
+            ),
+            tools=tools,
+            context=context,
+            sink=emitter,
+            meter=meter,
+            max_rounds=limits.max_rounds,
+            tool_timeout=limits.tool_timeout,
+            include_tool_tags=turn.include_tool_tags,
+        )
+        resumed = turn.resumed
+        if resumed is None:
+            return await run_agent(run)
+        await emitter.step_end(StepEnd.model_validate(resumed.step_end))
+        return await run_agent(run, turn=resumed.messages, first_round=resumed.round + 1)
 
     async def _title(self, turn: Turn, emitter: Emitter, meter: UsageMeter) -> None:
         try:
@@ -284,6 +359,7 @@ class Runtime:
         status: ResponseStatus,
         meter: UsageMeter,
         error: tuple[ErrorCode, str] | None,
+        pause: FormPause | None,
     ) -> None:
         """Store the outcome, then end the log. The log ends even when storing fails."""
         usage = meter.total()
@@ -291,7 +367,7 @@ class Runtime:
         text = emitter.state.text
         try:
             await self._store_outcome(
-                turn, status, text, usage.model_dump(), emitter, elapsed_ms, error
+                turn, status, text, usage.model_dump(), emitter, elapsed_ms, error, pause
             )
         except Exception:
             logger.exception("could not store the outcome of response %s", turn.response_id)
@@ -312,7 +388,7 @@ class Runtime:
                     chat_id=turn.chat_id,
                     final_text=text,
                     usage=usage,
-                    status="cancelled" if status == "cancelled" else "completed",
+                    status=status if status in ("cancelled", "awaiting_form") else "completed",
                 )
             )
 
@@ -325,6 +401,7 @@ class Runtime:
         emitter: Emitter,
         elapsed_ms: int,
         error: tuple[ErrorCode, str] | None,
+        pause: FormPause | None,
     ) -> None:
         for attempt in range(5):
             try:
@@ -347,6 +424,10 @@ class Runtime:
                     response.last_event_id = emitter.next_id
                     if error is not None:
                         response.error_code, response.error_message = int(error[0]), error[1]
+                    if pause is not None and status == "awaiting_form":
+                        store_pause(session, turn, pause)
+                        form = {"id": pause.step.args["form_request_id"], "status": "pending"}
+                        message.meta = {**message.meta, "form_request": form}
                 return
             except OperationalError:
                 # SQLite busy beyond its timeout: wait and try again rather than lose the answer.

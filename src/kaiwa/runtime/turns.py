@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kaiwa.llm import ChatMessage
+from kaiwa.llm import ChatMessage, ToolCall
 from kaiwa.protocol import ApiError, ErrorCode, ResponseCreated
-from kaiwa.store import agents, messages, responses, workspaces
+from kaiwa.store import agents, files, messages, responses, workspaces
 from kaiwa.store.db import now
-from kaiwa.store.models import Chat, Message, Response
+from kaiwa.store.models import Agent, Chat, Message, Response
 
 HISTORY_MESSAGES = 40
 """How many earlier messages of the chat the model sees."""
@@ -40,6 +40,8 @@ class TurnRequest:
     """The workspace admits only whitelisted end users (both the chat's and the sender)."""
     if_busy: BusyPolicy = "reject"
     """When a response already runs on the chat: refuse (409), or interrupt it first."""
+    attached_file_uuids: tuple[str, ...] = ()
+    include_tool_tags: bool = False
 
 
 @dataclass(slots=True)
@@ -48,14 +50,35 @@ class Turn:
 
     response_id: str
     chat_id: int
+    workspace_id: str
+    agent_id: str
     llm_model: str
     system_prompt: str
     model_settings: dict[str, Any]
+    unified_tools: list[dict[str, Any]]
     history: list[ChatMessage]
     message: str
+    user_message_id: int
+    group_id: str
     assistant_message_id: int
     wants_title: bool
+    attachments: tuple[str, ...] = ()
+    include_tool_tags: bool = False
+    resumed: Resumed | None = None
+    """Set when the turn goes on after a form was submitted."""
     started_at: float = field(default=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """Where a turn paused on a form picks up: its rounds so far, and the form's answer."""
+
+    form_request_id: str
+    messages: list[ChatMessage]
+    """The turn's model messages after the user's, ending with the form's result."""
+    round: int
+    step_end: dict[str, Any]
+    """The form step's end, emitted first by the resumed response."""
 
 
 class ChatBusy(Exception):
@@ -68,41 +91,31 @@ class ChatBusy(Exception):
 
 
 async def store_turn(
-    session: AsyncSession, request: TurnRequest, *, resume_token: Callable[[str, int], str]
+    session: AsyncSession,
+    request: TurnRequest,
+    *,
+    resume_token: Callable[[str, int], str],
+    check_tools: Callable[[list[dict[str, Any]]], None] = lambda tools: None,
 ) -> tuple[Turn, ResponseCreated]:
     """Check the request against the chat and its agent, store the turn, build its first event.
 
-    `resume_token(response_id, chat_id) -> str` signs the token carried by `response.created`.
+    `resume_token(response_id, chat_id) -> str` signs the token carried by `response.created`;
+    `check_tools(unified_tools)` raises `ApiError` when the agent's tools cannot run here.
     Raises `ApiError` or `ChatBusy` with nothing stored.
     """
-    chat = await session.get(Chat, request.chat_id, with_for_update=True)
-    if chat is None or chat.workspace_id != request.workspace_id:
-        raise ApiError(ErrorCode.NOT_FOUND, f"Chat {request.chat_id} not found")
-    # Removing a user from the whitelist closes their chats to everyone.
-    for end_user in dict.fromkeys((chat.external_user_id, request.external_user_id)):
-        await workspaces.check_end_user(
-            session,
-            request.workspace_id,
-            end_user,
-            whitelist_mode=request.whitelist_mode,
-            required=False,
-        )
-    if chat.agent_id != request.agent_id:
-        raise ApiError(
-            ErrorCode.BAD_REQUEST,
-            "History agent mismatch: agent_id must be the agent this chat was created with "
-            f"({chat.agent_id})",
-        )
-    agent = await agents.get_agent(session, request.workspace_id, request.agent_id)
-    if agent is None:
-        raise ApiError(ErrorCode.NOT_FOUND, f"Agent {request.agent_id} not found")
-    version = await agents.published_version(session, agent)
-    if version is None:
-        raise ApiError(ErrorCode.NOT_FOUND, "Agent version not found: publish the agent first")
-    running = await responses.running_on_chat(session, chat.id)
-    if running is not None:
-        raise ChatBusy(chat.id, running.id)
-
+    opened = await open_chat(
+        session,
+        workspace_id=request.workspace_id,
+        chat_id=request.chat_id,
+        agent_id=request.agent_id,
+        external_user_id=request.external_user_id,
+        whitelist_mode=request.whitelist_mode,
+        check_tools=check_tools,
+    )
+    chat = opened.chat
+    attached = await files.check_attachable(
+        session, request.workspace_id, request.attached_file_uuids
+    )
     response_id = str(uuid.uuid4())
     if request.regenerate:
         # Found by its own query: its answers, however many, never push it out of the history.
@@ -112,11 +125,14 @@ async def store_turn(
                 ErrorCode.BAD_REQUEST,
                 f"Chat {chat.id} has no user message to regenerate an answer for",
             )
+        for message in await messages.answers_in_group(session, chat.id, user_message.group_id):
+            message.meta = {**message.meta, "superseded": True}
         earlier = await messages.history(
             session, chat.id, limit=HISTORY_MESSAGES, before=user_message.id
         )
-        for message in await messages.answers_in_group(session, chat.id, user_message.group_id):
-            message.meta = {**message.meta, "superseded": True}
+        attached = (await files.files_of_messages(session, [user_message.id])).get(
+            user_message.id, []
+        )
     else:
         earlier = await messages.history(session, chat.id, limit=HISTORY_MESSAGES)
         user_message = messages.add_message(
@@ -129,7 +145,85 @@ async def store_turn(
             meta={},
             response_id=response_id,
         )
-    snapshot = version.snapshot
+        await session.flush()
+        if attached:
+            files.link(session, chat_id=chat.id, message_id=user_message.id, files=attached)
+    return await start_answer(
+        session,
+        opened,
+        user_message,
+        response_id=response_id,
+        earlier=earlier,
+        attachments=tuple(file.uuid for file in attached),
+        include_tool_tags=request.include_tool_tags,
+        resume_token=resume_token,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedChat:
+    chat: Chat
+    agent: Agent
+    snapshot: dict[str, Any]
+    """The agent's published version: what the turn runs."""
+
+
+async def open_chat(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    chat_id: int,
+    agent_id: str | None,
+    external_user_id: str | None,
+    whitelist_mode: bool,
+    check_tools: Callable[[list[dict[str, Any]]], None],
+) -> OpenedChat:
+    """Lock the chat for a new response and check everything a response needs.
+
+    `agent_id`, when given, must be the chat's agent. Raises `ApiError` or `ChatBusy`.
+    """
+    chat = await session.get(Chat, chat_id, with_for_update=True)
+    if chat is None or chat.workspace_id != workspace_id:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Chat {chat_id} not found")
+    # Removing a user from the whitelist closes their chats to everyone.
+    for end_user in dict.fromkeys((chat.external_user_id, external_user_id)):
+        await workspaces.check_end_user(
+            session, workspace_id, end_user, whitelist_mode=whitelist_mode, required=False
+        )
+    if agent_id is not None and chat.agent_id != agent_id:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST,
+            "History agent mismatch: agent_id must be the agent this chat was created with "
+            f"({chat.agent_id})",
+        )
+    agent = await agents.get_agent(session, workspace_id, chat.agent_id)
+    if agent is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Agent {chat.agent_id} not found")
+    version = await agents.published_version(session, agent)
+    if version is None:
+        raise ApiError(ErrorCode.NOT_FOUND, "Agent version not found: publish the agent first")
+    check_tools(list(version.snapshot.get("unified_tools") or []))
+    running = await responses.running_on_chat(session, chat.id)
+    if running is not None:
+        raise ChatBusy(chat.id, running.id)
+    return OpenedChat(chat=chat, agent=agent, snapshot=version.snapshot)
+
+
+async def start_answer(
+    session: AsyncSession,
+    opened: OpenedChat,
+    user_message: Message,
+    *,
+    response_id: str,
+    earlier: list[Message],
+    attachments: tuple[str, ...],
+    include_tool_tags: bool,
+    resume_token: Callable[[str, int], str],
+    meta: dict[str, Any] | None = None,
+    resumed: Resumed | None = None,
+) -> tuple[Turn, ResponseCreated]:
+    """Store the in-progress answer to `user_message` and its response record."""
+    chat, agent, snapshot = opened.chat, opened.agent, opened.snapshot
     assistant_message = messages.add_message(
         session,
         chat_id=chat.id,
@@ -137,7 +231,7 @@ async def store_turn(
         role="assistant",
         content="",
         status="in_progress",
-        meta={"agent_profile": {"id": agent.id, "name": snapshot["name"]}},
+        meta={"agent_profile": {"id": agent.id, "name": snapshot["name"]}, **(meta or {})},
         response_id=response_id,
     )
     await session.flush()
@@ -145,7 +239,7 @@ async def store_turn(
         Response(
             id=response_id,
             chat_id=chat.id,
-            workspace_id=request.workspace_id,
+            workspace_id=chat.workspace_id,
             agent_id=agent.id,
             model=snapshot["llm_model"],
             user_message_id=user_message.id,
@@ -158,13 +252,21 @@ async def store_turn(
     turn = Turn(
         response_id=response_id,
         chat_id=chat.id,
+        workspace_id=chat.workspace_id,
+        agent_id=agent.id,
         llm_model=snapshot["llm_model"],
         system_prompt=snapshot.get("system_prompt") or "",
         model_settings=dict((snapshot.get("meta") or {}).get("model_settings") or {}),
+        unified_tools=list(snapshot.get("unified_tools") or []),
         history=context(earlier),
         message=user_message.content,
+        user_message_id=user_message.id,
+        group_id=user_message.group_id,
         assistant_message_id=assistant_message.id,
-        wants_title=chat.auto_title and not earlier,
+        wants_title=chat.auto_title and not earlier and resumed is None,
+        attachments=attachments,
+        include_tool_tags=include_tool_tags,
+        resumed=resumed,
     )
     created = ResponseCreated(
         response_id=response_id,
@@ -181,13 +283,21 @@ async def store_turn(
 def context(earlier: list[Message]) -> list[ChatMessage]:
     """Earlier turns as model messages: the questions, and the answers that stand.
 
-    Superseded answers (regenerated since), failed ones and empty ones are left out.
+    Superseded answers (regenerated since), failed ones and empty ones are left out. A form the
+    user submitted stays, as the tool call and result it was, so the model knows the values.
     """
     out: list[ChatMessage] = []
     for message in earlier:
+        meta = message.meta or {}
         if message.role == "user":
             out.append(ChatMessage("user", message.content))
-        elif (
+            continue
+        form = meta.get("form")
+        if message.role == "assistant" and form and not meta.get("superseded"):
+            call = ToolCall(id=form["call_id"], name="request_form", arguments={})
+            out.append(ChatMessage("assistant", "", tool_calls=(call,)))
+            out.append(ChatMessage("tool", form["text"], tool_call_id=call.id))
+        if (
             message.role == "assistant"
             and message.content
             and message.status in ("completed", "cancelled")

@@ -27,6 +27,12 @@ class UsageMeter:
         self.completion += other.completion
         self.calls += other.calls
 
+    def merge_usage(self, usage: TokenUsage) -> None:
+        """Add the calls made elsewhere (inside a step: a called agent's)."""
+        self.prompt += usage.total_prompt_tokens
+        self.completion += usage.total_completion_tokens
+        self.calls += usage.total_calls
+
     def total(self) -> TokenUsage:
         return TokenUsage(
             total_prompt_tokens=self.prompt,

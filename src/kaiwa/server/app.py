@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -12,8 +12,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from kaiwa import __version__
 from kaiwa.bus import MemoryEventLog
 from kaiwa.config import Settings
+from kaiwa.files import FileStore, expire_forever
+from kaiwa.knowledge.embed import build_embedder
+from kaiwa.knowledge.index import Indexer, recover_documents
+from kaiwa.knowledge.search import KnowledgeSearch
 from kaiwa.llm import ModelRegistry
+from kaiwa.net import Fetcher, build_web_search
 from kaiwa.runtime import Runtime, TokenSigner
+from kaiwa.runtime.tools.toolbox import Backends, Limits, Toolbox, chat_lookup
 from kaiwa.server import errors
 from kaiwa.server.deps import Services
 from kaiwa.server.limits import BodyLimitMiddleware
@@ -23,6 +29,7 @@ from kaiwa.server.routes import (
     chats,
     feedback,
     files,
+    forms,
     health,
     knowledge,
     messages,
@@ -48,12 +55,52 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models = ModelRegistry(settings.providers)
         secret = await secrets.get_or_create(sessions, "resume_token")
         signer = TokenSigner(secret, ttl=settings.resume_token_ttl)
+        read_sessions = session_factory(engine, read_only=True)
+        await recover_documents(sessions)
+        embedder = build_embedder(settings.embeddings)
+        knowledge = KnowledgeSearch(read_sessions, embedder)
+        indexer = Indexer(sessions, embedder)
+        file_store = FileStore(settings.files_dir)
+        fetcher = Fetcher(
+            allow_private=settings.fetch_allow_private,
+            max_bytes=settings.fetch_max_bytes,
+            timeout=settings.fetch_timeout,
+        )
+        web_search = build_web_search(settings.web_search)
+        toolbox = Toolbox(
+            read_sessions=read_sessions,
+            models=models,
+            backends=Backends(
+                knowledge=knowledge,
+                web_search=web_search,
+                web_search_results=settings.web_search.max_results,
+                fetcher=fetcher,
+                lookup=chat_lookup(read_sessions),
+            ),
+            limits=Limits(
+                max_rounds=settings.max_tool_rounds,
+                tool_timeout=settings.tool_timeout,
+                max_depth=settings.call_agent_max_depth,
+            ),
+        )
         runtime = Runtime(
-            sessions=sessions, log=log, models=models, settings=settings, signer=signer
+            sessions=sessions,
+            log=log,
+            models=models,
+            settings=settings,
+            signer=signer,
+            toolbox=toolbox,
         )
         await runtime.recover()
         app.state.sessions = sessions
-        app.state.read_sessions = session_factory(engine, read_only=True)
+        app.state.read_sessions = read_sessions
+        app.state.embedder = embedder
+        app.state.knowledge = knowledge
+        app.state.indexer = indexer
+        app.state.files = file_store
+        expiry = asyncio.create_task(
+            expire_forever(sessions, file_store, ttl=settings.ephemeral_file_ttl)
+        )
         limiter = RateLimiter(
             per_minute=settings.rate_limit_per_minute, concurrent=settings.rate_limit_concurrent
         )
@@ -64,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             models=models,
             signer=signer,
             limiter=limiter,
+            toolbox=toolbox,
         )
         loop = asyncio.get_running_loop()
         draining: list[asyncio.Task[None]] = []
@@ -81,7 +129,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            expiry.cancel()
+            with suppress(asyncio.CancelledError):
+                await expiry
             await runtime.drain(0)
+            await indexer.aclose()
+            if embedder is not None:
+                await embedder.aclose()
+            await fetcher.aclose()
+            if web_search is not None:
+                await web_search.aclose()
             await models.aclose()
             await log.close()
             await engine.dispose()
@@ -96,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         chats.router,
         messages.router,
+        forms.router,
         responses.router,
         feedback.router,
         agents.router,

@@ -15,6 +15,7 @@ from kaiwa.config import Settings
 from kaiwa.llm import ModelRegistry
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.runtime import Runtime, TokenSigner
+from kaiwa.runtime.tools.toolbox import Toolbox
 from kaiwa.server.ratelimit import RateLimiter
 from kaiwa.store import workspaces
 from kaiwa.store.db import now, utc
@@ -32,6 +33,7 @@ class Services:
     models: ModelRegistry
     signer: TokenSigner
     limiter: RateLimiter
+    toolbox: Toolbox
 
 
 @dataclass(frozen=True, slots=True)

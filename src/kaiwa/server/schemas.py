@@ -8,6 +8,7 @@ no UTF-8 encoding). Lengths fixed by a column are checked here.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
@@ -16,7 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from kaiwa.store.db import iso
 from kaiwa.store.feedback import FeedbackType
-from kaiwa.store.models import Agent, AgentVersion, Chat, Feedback, Message
+from kaiwa.store.models import Agent, AgentVersion, Chat, Feedback, Message, UploadedFile
 
 J = TypeVar("J")
 
@@ -93,15 +94,22 @@ class RenameChat(_Body):
     name: Text
 
 
-class TurnOptions(_Body):
-    """What send and regenerate share."""
+class ReplyOptions(_Body):
+    """What every request that starts a response shares: send, regenerate, form submit."""
 
-    agent_id: UUID
     stream: StrictBool = True
     external_user_id: ColumnText | None = None
     include_tool_tags: StrictBool = False
+    """Put `<tool id=…>name</tool>` where each step starts, in the deltas, the final text and
+    the stored answer alike."""
     on_disconnect: Literal["continue", "cancel"] = "continue"
     """[ext] `continue`: a client that goes away does not stop the answer; `cancel`: it does."""
+
+
+class TurnOptions(ReplyOptions):
+    """What send and regenerate share."""
+
+    agent_id: UUID
     if_busy: Literal["reject", "interrupt"] = "reject"
     """[ext] A response already runs on the chat: answer 409, or interrupt it and start."""
 
@@ -113,6 +121,12 @@ class SendMessage(TurnOptions):
 
 class Regenerate(TurnOptions):
     pass
+
+
+class SubmitForm(ReplyOptions):
+    values: JsonObject
+    agent_id: UUID | None = None
+    """When given, it must be the chat's agent."""
 
 
 class _Tool(BaseModel):
@@ -200,7 +214,10 @@ def chat_out(chat: Chat) -> dict[str, Any]:
     }
 
 
-def message_out(message: Message) -> dict[str, Any]:
+def message_out(
+    message: Message, attached_files: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A message; `attached_files` as `attached_file_out` shows them."""
     meta = message.meta or {}
     return {
         "id": message.id,
@@ -216,8 +233,10 @@ def message_out(message: Message) -> dict[str, Any]:
             "status": message.status,
             "response_id": message.response_id,
             "superseded": bool(meta.get("superseded")),
+            # [ext] On an answer that asked for a form: the form and whether it was answered.
+            "form_request": meta.get("form_request"),
         },
-        "attached_files": meta.get("attached_files", []),
+        "attached_files": attached_files or [],
     }
 
 
@@ -284,3 +303,78 @@ def feedback_out(feedback: Feedback) -> dict[str, Any]:
         "created_at": iso(feedback.created_at),
         "updated_at": iso(feedback.updated_at),
     }
+
+
+class UploadOptions(_Body):
+    """The `data` part of an upload: a JSON string."""
+
+    scope: Literal["persistent", "ephemeral"] = "persistent"
+    """`ephemeral` files expire (`ephemeral_file_ttl`) unless a message has them attached."""
+
+
+def uploaded_file_out(
+    file: UploadedFile, url: str, *, expires_at: datetime | None = None
+) -> dict[str, Any]:
+    """What `POST /chats/upload-file` answers; the last three keys are [ext]."""
+    return {
+        "uuid": file.uuid,
+        "original_name": file.original_name,
+        "content_type": file.content_type,
+        "size": file.size,
+        "file_url": url,
+        "scope": file.scope,
+        "created_at": iso(file.created_at),
+        "expires_at": iso(expires_at),
+        "extraction_error": file.error,
+    }
+
+
+def attached_file_out(file: UploadedFile, url: str) -> dict[str, Any]:
+    """A message's attachment: the upload's own keys, and those Codeer's message objects use
+    (`id`, `type`, `name`, `url`, `attachment_type`)."""
+    return {
+        "uuid": file.uuid,
+        "original_name": file.original_name,
+        "content_type": file.content_type,
+        "size": file.size,
+        "file_url": url,
+        "scope": file.scope,
+        "id": file.uuid,
+        "type": file.content_type,
+        "name": file.original_name,
+        "url": url,
+        "attachment_type": "file",
+    }
+
+
+#: The width of a knowledge-base document's `title` column.
+MAX_TITLE_CHARS = 512
+
+
+class KnowledgeBaseFields(_Body):
+    """[ext] Writable knowledge-base fields; on update every field is optional."""
+
+    name: Text | None = None
+    description: Text | None = None
+
+    def changes(self) -> dict[str, Any]:
+        values = self.model_dump(exclude_unset=True)
+        return {name: value for name, value in values.items() if value is not None}
+
+
+class CreateKnowledgeBase(KnowledgeBaseFields):
+    name: Text
+    description: Text = ""
+
+
+class TextDocument(_Body):
+    """[ext] A knowledge-base document sent as text (a file is sent as multipart instead)."""
+
+    text: Text
+    title: Annotated[Text, Field(max_length=MAX_TITLE_CHARS)] | None = None
+    """None: the first line of the text."""
+
+
+class SearchKnowledge(_Body):
+    query: Text
+    top_k: Annotated[int, Field(strict=True, ge=1, le=50)] = 5

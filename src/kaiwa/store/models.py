@@ -226,6 +226,24 @@ class KbChunk(Base):
     text: Mapped[str] = mapped_column(Text)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     """Float32 little-endian, normalised; none when no embedder is configured."""
+    embedding_model: Mapped[str | None] = mapped_column(String(256))
+    """The embedder that made `embedding`: vectors of another model are not comparable."""
+    term_count: Mapped[int] = mapped_column(Integer, default=0)
+    """How many search terms the chunk has (its length for BM25)."""
+
+
+class KbTerm(Base):
+    """A posting of the lexical index: how often a search term occurs in a chunk."""
+
+    __tablename__ = "kb_terms"
+    __table_args__ = (Index("ix_kb_terms_lookup", "knowledge_base_id", "term"),)
+
+    chunk_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("kb_chunks.id", ondelete="CASCADE"), primary_key=True
+    )
+    term: Mapped[str] = mapped_column(String(64), primary_key=True)
+    knowledge_base_id: Mapped[str] = mapped_column(String(36))
+    tf: Mapped[int] = mapped_column(Integer)
 
 
 class UploadedFile(Base):

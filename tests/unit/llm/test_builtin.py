@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from kaiwa.llm.base import ChatMessage, ModelEvent, ModelRequest, Purpose, TextDelta, Usage
+from typing import Any
+
+from kaiwa.llm.base import (
+    ChatMessage,
+    ModelEvent,
+    ModelRequest,
+    Purpose,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from kaiwa.llm.builtin import ExtractiveModel
-from kaiwa.llm.text import detect_language, estimate_tokens
+from kaiwa.llm.text import Passage, detect_language, estimate_tokens, render_passages
 
 JA_QUESTION = "営業時間は何時ですか？土曜日も開いていますか？"
 EN_QUESTION = "What are your opening hours?"
@@ -141,7 +152,8 @@ async def test_best_passages_come_first_and_at_most_three() -> None:
     tool = ChatMessage("tool", "\n\n".join(passages), tool_call_id="c")
     text = text_of(await run(ask(ChatMessage("user", EN_QUESTION), tool)))
     found = text.removeprefix("Here is what I found:\n\n").split("\n\n")
-    assert found == [passages[1], passages[0], passages[2]]
+    # BM25: "hours" is rarer than "opening" among the passages, so it weighs more.
+    assert found == [passages[1], passages[2], passages[0]]
 
 
 async def test_title_purpose_yields_a_short_title_in_the_message_language() -> None:
@@ -155,3 +167,87 @@ async def test_chunk_delay_does_not_change_the_answer() -> None:
     request = ask(ChatMessage("user", "Hi"))
     slow = ExtractiveModel("builtin", "extractive", chunk_delay=0.001)
     assert await run(request, slow) == await run(request)
+
+
+def tool(name: str, **parameters: Any) -> ToolSpec:
+    return ToolSpec(name=name, description="", parameters={"type": "object", **parameters})
+
+
+def calls_of(events: list[ModelEvent]) -> list[tuple[str, dict[str, Any]]]:
+    return [(e.name, e.arguments) for e in events if isinstance(e, ToolCall)]
+
+
+AGENTS = {"properties": {"agent": {"type": "string", "enum": ["Billing", "経理"]}}}
+
+
+async def test_first_round_calls_every_fitting_tool_with_the_message() -> None:
+    question = "経理 に聞いて: https://example.com/a と http://example.org/b。を読んで"
+    request = ModelRequest(
+        messages=[ChatMessage("user", question)],
+        tools=[
+            tool("retrieve_context"),
+            tool("fetch_web_content"),
+            tool("lookup"),
+            tool("call_agent", **AGENTS),
+            tool("search_web"),
+        ],
+    )
+    assert calls_of(await run(request)) == [
+        ("retrieve_context", {"query": question}),
+        ("fetch_web_content", {"url": "https://example.com/a"}),
+        ("fetch_web_content", {"url": "http://example.org/b"}),
+        ("lookup", {"query": question}),
+        ("call_agent", {"agent": "経理", "question": question}),
+    ]
+
+
+async def test_a_form_is_asked_for_first_alone_and_once() -> None:
+    tools = [tool("request_form"), tool("retrieve_context")]
+    first = await run(ModelRequest(messages=[ChatMessage("user", "予約したい")], tools=tools))
+    assert calls_of(first) == [("request_form", {})]
+    assert "フォーム" in text_of(first)
+    asked = ToolCall(id="f1", name="request_form", arguments={})
+    later = [
+        ChatMessage("user", "予約したい"),
+        ChatMessage("assistant", "", tool_calls=(asked,)),
+        ChatMessage("tool", "The user submitted the form", tool_call_id="f1"),
+        ChatMessage("assistant", "ok"),
+        ChatMessage("user", "営業時間は?"),
+    ]
+    again = await run(ModelRequest(messages=later, tools=tools))
+    assert calls_of(again) == [("retrieve_context", {"query": "営業時間は?"})]
+
+
+async def test_web_search_only_when_nothing_relevant_was_found() -> None:
+    question = "What are the opening hours?"
+    tools = [tool("retrieve_context"), tool("search_web")]
+    retrieved = ToolCall(id="r1", name="retrieve_context", arguments={"query": question})
+    empty = [
+        ChatMessage("user", question),
+        ChatMessage("assistant", "", tool_calls=(retrieved,)),
+        ChatMessage("tool", "No passage matches.", tool_call_id="r1"),
+    ]
+    assert calls_of(await run(ModelRequest(messages=empty, tools=tools))) == [
+        ("search_web", {"query": question})
+    ]
+    found = render_passages([Passage("Hours", "Opening hours are 9 to 5.", "kb:d1#3")])
+    relevant = [*empty[:2], ChatMessage("tool", found, tool_call_id="r1")]
+    events = await run(ModelRequest(messages=relevant, tools=tools))
+    assert calls_of(events) == []
+    assert text_of(events) == (
+        "Here is what I found:\n\nOpening hours are 9 to 5.\n\nSources: Hours"
+    )
+
+
+async def test_the_answer_cites_web_pages_as_links() -> None:
+    fetched = ToolCall(id="c1", name="fetch_web_content", arguments={})
+    page = render_passages(
+        [Passage("Pricing", "The Pro plan costs 20 dollars a month.", "https://example.com/p")]
+    )
+    messages = [
+        ChatMessage("user", "How much does the Pro plan cost?"),
+        ChatMessage("assistant", "", tool_calls=(fetched,)),
+        ChatMessage("tool", page, tool_call_id="c1"),
+    ]
+    text = text_of(await run(ModelRequest(messages=messages, tools=[tool("fetch_web_content")])))
+    assert text.endswith("Sources: [Pricing](https://example.com/p)")

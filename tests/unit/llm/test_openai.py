@@ -398,3 +398,128 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(
         recorded = await fake.wait_for_disconnect()
     assert recorded is fake.requests[0]
     await model.aclose()
+
+
+async def test_text_then_interleaved_parallel_tool_calls_are_told_apart_by_index(
+    fake: FakeOpenAI,
+) -> None:
+    fake.enqueue(
+        ToolCalls(
+            [
+                FakeToolCall("search", {"query": "営業時間"}, id="call_a"),
+                FakeToolCall("search", {"query": "定休日", "limit": 2}, id="call_b"),
+            ],
+            text=["調べ", "ます。"],
+            fragment=2,
+            interleave=True,
+            usage=(20, 9),
+        )
+    )
+
+    events, error = await collect(settings_for(fake.base_url))
+
+    assert error is None
+    assert events == [
+        TextDelta("調べ"),
+        TextDelta("ます。"),
+        ToolCall("call_a", "search", {"query": "営業時間"}),
+        ToolCall("call_b", "search", {"query": "定休日", "limit": 2}),
+        Usage(20, 9),
+    ]
+
+
+@pytest.mark.parametrize("fragment", [3, 1000], ids=["split-arguments", "whole-calls"])
+async def test_tool_calls_without_index_are_told_apart_by_id(
+    fake: FakeOpenAI, fragment: int
+) -> None:
+    # Gemini's OpenAI-compatible endpoint sends no `index`; its calls used to run together.
+    fake.enqueue(
+        ToolCalls(
+            [
+                FakeToolCall("search", {"query": "営業時間"}, id="call_a"),
+                FakeToolCall("clock", {}, id="call_b"),
+            ],
+            fragment=fragment,
+            omit_index=True,
+        )
+    )
+
+    events, error = await collect(settings_for(fake.base_url))
+
+    assert error is None
+    assert events[:2] == [
+        ToolCall("call_a", "search", {"query": "営業時間"}),
+        ToolCall("call_b", "clock", {}),
+    ]
+
+
+async def test_tool_call_round_trip_sends_calls_and_results_back(fake: FakeOpenAI) -> None:
+    parameters = {
+        "type": "object",
+        "properties": {"query": {"type": "string"}},
+        "required": ["query"],
+    }
+    tools = [
+        ToolSpec("search", "Search the knowledge base", parameters),
+        ToolSpec("clock", "The current time", {"type": "object", "properties": {}}),
+    ]
+    question = ChatMessage("user", "営業時間と今の時刻は？")
+    fake.enqueue(
+        ToolCalls(
+            [
+                FakeToolCall("search", {"query": "営業時間"}, id="call_a"),
+                FakeToolCall("clock", {}, id="call_b"),
+            ],
+            text=["調べます。"],
+        ),
+        Reply(chunks=["9時〜18時、", "今は10時です。"]),
+    )
+
+    first, error = await collect(settings_for(fake.base_url), ModelRequest([question], tools=tools))
+    assert error is None
+    calls = tuple(event for event in first if isinstance(event, ToolCall))
+    # What the agent loop sends next: the call, then one tool message per result.
+    follow_up = ModelRequest(
+        [
+            question,
+            ChatMessage("assistant", "調べます。", tool_calls=calls),
+            ChatMessage("tool", "平日9時〜18時", tool_call_id="call_a"),
+            ChatMessage("tool", "10:00", tool_call_id="call_b"),
+        ],
+        tools=tools,
+    )
+    second, error = await collect(settings_for(fake.base_url), follow_up)
+
+    assert error is None
+    assert [e for e in second if isinstance(e, TextDelta)] == [
+        TextDelta("9時〜18時、"),
+        TextDelta("今は10時です。"),
+    ]
+    assert fake.requests[0].body["tools"] == [
+        {
+            "type": "function",
+            "function": {"name": spec.name, "description": spec.description, "parameters": p},
+        }
+        for spec, p in zip(tools, [parameters, {"type": "object", "properties": {}}], strict=True)
+    ]
+    assert fake.requests[1].body["messages"] == [
+        {"role": "user", "content": "営業時間と今の時刻は？"},
+        {
+            "role": "assistant",
+            "content": "調べます。",
+            "tool_calls": [
+                {
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "search", "arguments": '{"query": "営業時間"}'},
+                },
+                {
+                    "id": "call_b",
+                    "type": "function",
+                    "function": {"name": "clock", "arguments": "{}"},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_a", "content": "平日9時〜18時"},
+        {"role": "tool", "tool_call_id": "call_b", "content": "10:00"},
+    ]

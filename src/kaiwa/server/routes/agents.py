@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.llm.registry import UnknownModelError
 from kaiwa.protocol import ApiError, ErrorCode
+from kaiwa.runtime.tools.toolbox import ToolConfigError
 from kaiwa.server.deps import ManagerDep, ReadSessionDep, ServicesDep, SessionDep
 from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
@@ -30,6 +31,11 @@ def _check(fields: dict[str, Any], services: ServicesDep) -> None:
             services.models.check(fields["llm_model"])
         except UnknownModelError as exc:
             raise ApiError(ErrorCode.BAD_REQUEST, f"llm_model: {exc}") from None
+    if "unified_tools" in fields:
+        try:
+            services.toolbox.check(fields["unified_tools"])
+        except ToolConfigError as exc:
+            raise ApiError(ErrorCode.BAD_REQUEST, str(exc)) from None
 
 
 async def _agent(session: AsyncSession, workspace_id: str, agent_id: UUID) -> Agent:

@@ -1,7 +1,373 @@
-"""Routes: knowledge (being built)."""
+"""[ext] Knowledge bases, their documents, and search. Management keys only.
+
+A document is sent as a multipart `file` (with an optional `title` field) or as JSON
+`{"title", "text"}`; it is answered 202 with status `processing` and indexed in the background
+(`kaiwa.knowledge.index`): poll `GET .../documents/{id}` until it is `ready` or `failed`.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import unicodedata
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+from uuid import UUID
 
-router = APIRouter(prefix="/api/v1")
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
+
+from kaiwa.knowledge.index import Indexer, Upload
+from kaiwa.knowledge.ingest import SUPPORTED_TYPES, Extracted, UnsupportedType, detect_type
+from kaiwa.knowledge.search import Hit, KnowledgeSearch
+from kaiwa.protocol import ApiError, ErrorCode
+from kaiwa.server.deps import ManagerDep, ReadSessionDep, ServicesDep, SessionDep
+from kaiwa.server.envelope import ok
+from kaiwa.server.pagination import PageDep, pagination
+from kaiwa.server.routes.params import check_name
+from kaiwa.server.schemas import (
+    MAX_TITLE_CHARS,
+    CreateKnowledgeBase,
+    KnowledgeBaseFields,
+    SearchKnowledge,
+    TextDocument,
+)
+from kaiwa.store import knowledge
+from kaiwa.store.db import iso
+from kaiwa.store.models import KbDocument, KnowledgeBase
+
+router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge bases"])
+
+_DOCUMENT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "title": {"type": "string", "maxLength": MAX_TITLE_CHARS},
+                    },
+                }
+            },
+            "application/json": {"schema": TextDocument.model_json_schema()},
+        },
+    }
+}
+
+
+def knowledge_base_out(knowledge_base: KnowledgeBase, document_count: int) -> dict[str, Any]:
+    return {
+        "id": knowledge_base.id,
+        "name": knowledge_base.name,
+        "description": knowledge_base.description,
+        "document_count": document_count,
+        "created_at": iso(knowledge_base.created_at),
+        "updated_at": iso(knowledge_base.updated_at),
+    }
+
+
+def document_out(document: KbDocument) -> dict[str, Any]:
+    return {
+        "id": document.id,
+        "knowledge_base_id": document.knowledge_base_id,
+        "title": document.title,
+        "source": document.source,
+        "content_type": document.content_type,
+        "size": document.size,
+        "status": document.status,
+        "error": document.error,
+        "chunk_count": document.chunk_count,
+        "created_at": iso(document.created_at),
+        "updated_at": iso(document.updated_at),
+    }
+
+
+def hit_out(hit: Hit) -> dict[str, Any]:
+    return {
+        "document_id": hit.document_id,
+        "title": hit.title,
+        "chunk_id": hit.chunk_id,
+        "snippet": hit.snippet,
+        "score": hit.score,
+    }
+
+
+def _indexer(request: Request) -> Indexer:
+    indexer: Indexer = request.app.state.indexer
+    return indexer
+
+
+def _search(request: Request) -> KnowledgeSearch:
+    search: KnowledgeSearch = request.app.state.knowledge
+    return search
+
+
+async def _knowledge_base(
+    session: AsyncSession, workspace_id: str, knowledge_base_id: UUID
+) -> KnowledgeBase:
+    found = await knowledge.get_knowledge_base(session, workspace_id, str(knowledge_base_id))
+    if found is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Knowledge base {knowledge_base_id} not found")
+    return found
+
+
+async def _document(
+    session: AsyncSession, knowledge_base: KnowledgeBase, document_id: UUID
+) -> KbDocument:
+    found = await knowledge.get_document(session, knowledge_base, str(document_id))
+    if found is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Document {document_id} not found")
+    return found
+
+
+async def _out(session: AsyncSession, knowledge_base: KnowledgeBase) -> dict[str, Any]:
+    counts = await knowledge.document_counts(session, [knowledge_base.id])
+    return knowledge_base_out(knowledge_base, counts[knowledge_base.id])
+
+
+@router.post("", status_code=201)
+async def create_knowledge_base(
+    body: CreateKnowledgeBase, caller: ManagerDep, session: SessionDep, services: ServicesDep
+) -> JSONResponse:
+    check_name(body.name, services.settings.max_name_chars)
+    created = await knowledge.create_knowledge_base(
+        session, caller.workspace_id, name=body.name, description=body.description
+    )
+    await session.commit()
+    response = ok(knowledge_base_out(created, 0))
+    response.status_code = 201
+    return response
+
+
+@router.get("")
+async def list_knowledge_bases(
+    request: Request, caller: ManagerDep, session: ReadSessionDep, page: PageDep
+) -> JSONResponse:
+    rows, total = await knowledge.list_knowledge_bases(
+        session, caller.workspace_id, limit=page.limit, offset=page.offset
+    )
+    counts = await knowledge.document_counts(session, [row.id for row in rows])
+    return ok(
+        [knowledge_base_out(row, counts[row.id]) for row in rows],
+        pagination(request, page, total),
+    )
+
+
+@router.get("/{knowledge_base_id}")
+async def get_knowledge_base(
+    knowledge_base_id: UUID, caller: ManagerDep, session: ReadSessionDep
+) -> JSONResponse:
+    found = await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
+    return ok(await _out(session, found))
+
+
+@router.patch("/{knowledge_base_id}")
+async def update_knowledge_base(
+    knowledge_base_id: UUID,
+    body: KnowledgeBaseFields,
+    caller: ManagerDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> JSONResponse:
+    changes = body.changes()
+    if "name" in changes:
+        check_name(changes["name"], services.settings.max_name_chars)
+    found = await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
+    knowledge.update_knowledge_base(found, **changes)
+    out = await _out(session, found)
+    await session.commit()
+    return ok(out)
+
+
+@router.delete("/{knowledge_base_id}")
+async def delete_knowledge_base(
+    request: Request, knowledge_base_id: UUID, caller: ManagerDep, session: SessionDep
+) -> JSONResponse:
+    found = await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
+    document_ids = await knowledge.delete_knowledge_base(session, found)
+    await session.commit()
+    _indexer(request).cancel(document_ids)
+    return ok({"id": found.id, "deleted": True})
+
+
+@router.post("/{knowledge_base_id}/documents", status_code=202, openapi_extra=_DOCUMENT_BODY)
+async def add_document(
+    request: Request,
+    knowledge_base_id: UUID,
+    caller: ManagerDep,
+    read_session: ReadSessionDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> JSONResponse:
+    """A file (multipart `file`, optional `title`) or JSON `{title, text}`; indexed after 202."""
+    # Fail fast on an unknown knowledge base, before reading a large body.
+    await _knowledge_base(read_session, caller.workspace_id, knowledge_base_id)
+    await read_session.commit()
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        new = await _file_document(request, services.settings.max_upload_bytes)
+    else:
+        new = await _text_document(request)
+    # The body is in hand: only now take the write transaction.
+    found = await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
+    document = await knowledge.add_document(
+        session,
+        found,
+        title=new.title,
+        source=new.source,
+        content_type=new.content_type,
+        size=new.size,
+    )
+    await session.commit()
+    _indexer(request).start(document.id, new.content, title=new.given_title)
+    response = ok(document_out(document))
+    response.status_code = 202
+    return response
+
+
+@dataclass(frozen=True, slots=True)
+class _NewDocument:
+    title: str
+    """Shown while it is processing: the title given, else the file's name."""
+    given_title: str | None
+    source: str
+    content_type: str
+    size: int
+    content: Upload | Extracted
+
+
+async def _file_document(request: Request, limit: int) -> _NewDocument:
+    async with request.form(max_files=1, max_fields=8) as form:
+        file = form.get("file")
+        title = form.get("title")
+        if not isinstance(file, UploadFile):
+            raise ApiError(
+                ErrorCode.BAD_REQUEST, "file: required (a multipart/form-data part named file)"
+            )
+        if title is not None and not isinstance(title, str):
+            raise ApiError(ErrorCode.BAD_REQUEST, "title: must be a text field, not a file")
+        filename = _filename(file.filename)
+        if file.size is not None and file.size > limit:
+            raise ApiError(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"file: must be at most {limit} bytes (max_upload_bytes), got {file.size}",
+            )
+        try:
+            content_type = detect_type(filename=filename, content_type=file.content_type)
+        except UnsupportedType as exc:
+            raise ApiError(ErrorCode.BAD_REQUEST, f"file: {exc.message}") from None
+        data = await file.read()
+    if not data:
+        raise ApiError(ErrorCode.BAD_REQUEST, f"file: {filename} is empty")
+    title = _clean_title(title)
+    return _NewDocument(
+        title=title or filename,
+        given_title=title or None,
+        source=filename,
+        content_type=content_type,
+        size=len(data),
+        content=Upload(data=data, filename=filename, content_type=content_type),
+    )
+
+
+async def _text_document(request: Request) -> _NewDocument:
+    try:
+        body = TextDocument.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    text = body.text.strip()
+    if not text:
+        raise ApiError(ErrorCode.BAD_REQUEST, "text: must not be empty")
+    title = _clean_title(body.title) or text.splitlines()[0].strip()[:80]
+    content_type = SUPPORTED_TYPES["text"]
+    return _NewDocument(
+        title=title,
+        given_title=title,
+        source="",
+        content_type=content_type,
+        size=len(body.text.encode()),
+        content=Extracted(title=title, text=text, content_type=content_type),
+    )
+
+
+def _clean_title(title: str | None) -> str:
+    if title is None:
+        return ""
+    if "\x00" in title:
+        raise ApiError(ErrorCode.BAD_REQUEST, "title: must not contain NUL characters")
+    if len(title) > MAX_TITLE_CHARS:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST,
+            f"title: must be at most {MAX_TITLE_CHARS} characters, got {len(title)}",
+        )
+    return title.strip()
+
+
+def _filename(raw: str | None) -> str:
+    """The file's own name, without any directories, as text both databases can store."""
+    name = PurePath((raw or "").replace("\\", "/")).name
+    name = "".join(char for char in name if unicodedata.category(char) not in ("Cc", "Cs"))
+    return name[:MAX_TITLE_CHARS] or "upload"
+
+
+@router.get("/{knowledge_base_id}/documents")
+async def list_documents(
+    request: Request,
+    knowledge_base_id: UUID,
+    caller: ManagerDep,
+    session: ReadSessionDep,
+    page: PageDep,
+) -> JSONResponse:
+    found = await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
+    rows, total = await knowledge.list_documents(
+        session, found, limit=page.limit, offset=page.offset
+    )
+    return ok([document_out(row) for row in rows], pagination(request, page, total))
+
+
+@router.get("/{knowledge_base_id}/documents/{document_id}")
+async def get_document(
+    knowledge_base_id: UUID, document_id: UUID, caller: ManagerDep, session: ReadSessionDep
+) -> JSONResponse:
+    found = await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
+    return ok(document_out(await _document(session, found, document_id)))
+
+
+@router.delete("/{knowledge_base_id}/documents/{document_id}")
+async def delete_document(
+    request: Request,
+    knowledge_base_id: UUID,
+    document_id: UUID,
+    caller: ManagerDep,
+    session: SessionDep,
+) -> JSONResponse:
+    found = await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
+    document = await _document(session, found, document_id)
+    await knowledge.delete_document(session, document)
+    await session.commit()
+    _indexer(request).cancel([document.id])
+    return ok({"id": document.id, "deleted": True})
+
+
+@router.post("/{knowledge_base_id}/search")
+async def search(
+    request: Request,
+    knowledge_base_id: UUID,
+    body: SearchKnowledge,
+    caller: ManagerDep,
+    session: ReadSessionDep,
+) -> JSONResponse:
+    """The chunks that best answer `query`, best first; `score` in (0, 1]."""
+    if not body.query.strip():
+        raise ApiError(ErrorCode.BAD_REQUEST, "query: must not be empty")
+    await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
+    await session.commit()
+    hits = await _search(request).search(
+        caller.workspace_id, [str(knowledge_base_id)], body.query, top_k=body.top_k
+    )
+    return ok([hit_out(hit) for hit in hits])

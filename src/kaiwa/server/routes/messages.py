@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from kaiwa.protocol import ApiError, ErrorCode
-from kaiwa.runtime import TurnRequest
+from kaiwa.runtime import StartedResponse, TurnRequest
 from kaiwa.server.deps import (
     Caller,
     CallerDep,
@@ -18,10 +20,17 @@ from kaiwa.server.deps import (
 from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
 from kaiwa.server.ratelimit import holding
+from kaiwa.server.routes.files import file_url
 from kaiwa.server.routes.params import ChatId
-from kaiwa.server.schemas import Regenerate, SendMessage, TurnOptions, message_out
+from kaiwa.server.schemas import (
+    Regenerate,
+    ReplyOptions,
+    SendMessage,
+    attached_file_out,
+    message_out,
+)
 from kaiwa.server.sse import follow, sse_response
-from kaiwa.store import chats, messages
+from kaiwa.store import chats, files, messages
 
 router = APIRouter(prefix="/api/v1/chats/{chat_id}", tags=["messages"])
 
@@ -37,7 +46,12 @@ async def list_messages(
     rows, total = await messages.list_messages(
         session, chat_id, limit=page.limit, offset=page.offset
     )
-    return ok([message_out(m) for m in rows], pagination(request, page, total))
+    attached = await files.files_of_messages(session, [m.id for m in rows])
+    out = [
+        message_out(m, [attached_file_out(f, file_url(request, f)) for f in attached[m.id]])
+        for m in rows
+    ]
+    return ok(out, pagination(request, page, total))
 
 
 @router.post("/messages")
@@ -62,10 +76,6 @@ async def send_message(
             f"attached_file_uuids: at most {settings.max_attachments} attachments, "
             f"got {len(body.attached_file_uuids)}",
         )
-    if body.attached_file_uuids:
-        raise ApiError(
-            ErrorCode.NOT_FOUND, f"Attached file {body.attached_file_uuids[0]} not found"
-        )
     # The runtime loads the chat, checks it, and stores the turn in one short transaction.
     request = TurnRequest(
         workspace_id=caller.workspace_id,
@@ -75,8 +85,10 @@ async def send_message(
         external_user_id=body.external_user_id,
         whitelist_mode=caller.whitelist_mode,
         if_busy=body.if_busy,
+        attached_file_uuids=tuple(str(file_uuid) for file_uuid in body.attached_file_uuids),
+        include_tool_tags=body.include_tool_tags,
     )
-    return await _reply(services, caller, request, body)
+    return await reply(services, caller, lambda: services.runtime.start(request), body)
 
 
 @router.post("/regenerate")
@@ -92,18 +104,22 @@ async def regenerate(
         external_user_id=body.external_user_id,
         whitelist_mode=caller.whitelist_mode,
         if_busy=body.if_busy,
+        include_tool_tags=body.include_tool_tags,
     )
-    return await _reply(services, caller, request, body)
+    return await reply(services, caller, lambda: services.runtime.start(request), body)
 
 
-async def _reply(
-    services: Services, caller: Caller, request: TurnRequest, options: TurnOptions
+async def reply(
+    services: Services,
+    caller: Caller,
+    start: Callable[[], Awaitable[StartedResponse]],
+    options: ReplyOptions,
 ) -> Response:
-    """Start the turn; answer with its stream, or with its final text once it ends."""
+    """Start a response; answer with its stream, or with its final text once it ends."""
     runtime = services.runtime
     slot = services.limiter.acquire_stream(caller.key_id)
     try:
-        started = await runtime.start(request)
+        started = await start()
     except BaseException:
         slot.release()
         raise

@@ -1,0 +1,159 @@
+"""Retrieval quality and speed of knowledge-base search: lexical, dense and hybrid.
+
+Indexes the test corpus (`tests/data/kb/docs`: a fictional coffee shop's FAQ and policies in
+Japanese and English) into a fresh database through kaiwa's own pipeline, asks every question of
+`tests/data/kb/questions.json`, and prints, per mode, the share of questions whose first hit (and
+first three hits) come from an expected document, and the median and p95 query latency. Questions
+sharing no search term with any of their expected documents are counted apart: that is where only
+the dense ranking can help.
+
+    python bench/retrieval.py                                  # SQLite in a temporary directory
+    python bench/retrieval.py --database-url postgresql+asyncpg://postgres@127.0.0.1/test
+    python bench/retrieval.py --embeddings none --verbose
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kaiwa.config import EmbeddingSettings
+from kaiwa.knowledge.embed import Embedder, build_embedder
+from kaiwa.knowledge.index import Indexer, Upload
+from kaiwa.knowledge.search import KnowledgeSearch, Mode
+from kaiwa.knowledge.terms import terms
+from kaiwa.store import knowledge
+from kaiwa.store.bootstrap import ensure_demo
+from kaiwa.store.db import create_engine, migrate, session_factory, transaction
+
+CORPUS = Path(__file__).parent.parent / "tests" / "data" / "kb"
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    expected: frozenset[str]
+    shares_terms: bool
+
+
+@dataclass
+class Row:
+    mode: Mode
+    top1: list[bool]
+    top3: list[bool]
+    latencies: list[float]
+    misses: list[tuple[str, list[str]]]
+
+
+def questions(docs: dict[str, str]) -> list[Question]:
+    items = json.loads((CORPUS / "questions.json").read_text(encoding="utf-8"))
+    out = []
+    for item in items:
+        asked = set(terms(item["q"]))
+        shares = any(asked & set(terms(docs[name])) for name in item["docs"])
+        out.append(Question(item["q"], frozenset(item["docs"]), shares))
+    return out
+
+
+async def run(database_url: str, embedder: Embedder | None, *, repeat: int) -> list[Row]:
+    engine = create_engine(database_url)
+    await migrate(engine)
+    sessions = session_factory(engine)
+    async with transaction(sessions) as session:
+        workspace, _ = await ensure_demo(session)
+        base = await knowledge.create_knowledge_base(session, workspace.id, name="bench")
+    indexer = Indexer(sessions, embedder)
+    names: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    started = time.perf_counter()
+    for path in sorted((CORPUS / "docs").iterdir()):
+        data = path.read_bytes()
+        texts[path.name] = data.decode()
+        async with transaction(sessions) as session:
+            document = await knowledge.add_document(
+                session,
+                base,
+                title=path.name,
+                source=path.name,
+                content_type="text/markdown",
+                size=len(data),
+            )
+        names[document.id] = path.name
+        indexer.start(document.id, Upload(data, path.name, None), title=None)
+    await indexer.join()
+    print(f"indexed {len(names)} documents in {time.perf_counter() - started:.1f} s")
+    search = KnowledgeSearch(session_factory(engine, read_only=True), embedder)
+    modes: list[Mode] = ["lexical"] if embedder is None else ["lexical", "dense", "hybrid"]
+    rows = []
+    asked = questions(texts)
+    for mode in modes:
+        row = Row(mode, [], [], [], [])
+        for _ in range(repeat):
+            for question in asked:
+                began = time.perf_counter()
+                hits = await search.search(workspace.id, [base.id], question.text, mode=mode)
+                row.latencies.append(time.perf_counter() - began)
+                if len(row.top1) < len(asked):
+                    found = [names[hit.document_id] for hit in hits]
+                    row.top1.append(bool(found) and found[0] in question.expected)
+                    row.top3.append(bool(set(found[:3]) & question.expected))
+                    if not row.top1[-1]:
+                        row.misses.append((question.text, found[:3]))
+        rows.append(row)
+    await indexer.aclose()
+    await engine.dispose()
+    shared = [question.shares_terms for question in asked]
+    _print(rows, shared)
+    return rows
+
+
+def _rate(values: list[bool], keep: list[bool] | None = None) -> str:
+    chosen = [v for v, k in zip(values, keep or [True] * len(values), strict=True) if k]
+    if not chosen:
+        return "-"
+    return f"{sum(chosen) / len(chosen):.0%} ({sum(chosen)}/{len(chosen)})"
+
+
+def _print(rows: list[Row], shared: list[bool]) -> None:
+    disjoint = [not value for value in shared]
+    header = (
+        f"{'mode':8} {'top-1':>12} {'top-3':>12} {'top-1 no shared term':>22} "
+        f"{'p50 ms':>8} {'p95 ms':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        ordered = sorted(row.latencies)
+        p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+        print(
+            f"{row.mode:8} {_rate(row.top1):>12} {_rate(row.top3):>12} "
+            f"{_rate(row.top1, disjoint):>22} "
+            f"{statistics.median(ordered) * 1000:8.1f} {p95 * 1000:8.1f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="default: SQLite in a temporary directory")
+    parser.add_argument("--embeddings", choices=["local", "none"], default="local")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of questions, for latency")
+    parser.add_argument("--verbose", action="store_true", help="list the questions missed")
+    args = parser.parse_args()
+    embedder = build_embedder(EmbeddingSettings(provider=args.embeddings))
+    with tempfile.TemporaryDirectory() as directory:
+        url = args.database_url or f"sqlite+aiosqlite:///{directory}/bench.db"
+        rows = asyncio.run(run(url, embedder, repeat=args.repeat))
+    if args.verbose:
+        for row in rows:
+            for question, found in row.misses:
+                print(f"{row.mode:8} missed {question!r}: got {found}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Files uploaded for chats: their bytes (`storage`), what is accepted (`types`), taking an upload
+in (`uploads`), ephemeral expiry (`expiry`), and the `lookup` tool's search (`lookup`).
+
+Rows live in the database (`kaiwa.store.files`); bytes in a `BlobStore`.
+"""
+
+from __future__ import annotations
+
+from kaiwa.files.expiry import expire_forever, sweep
+from kaiwa.files.lookup import LookupHit, lookup
+from kaiwa.files.storage import Blob, BlobNotFound, BlobStore, FileStore
+from kaiwa.files.types import ACCEPTED, detect_type
+from kaiwa.files.uploads import upload
+
+__all__ = [
+    "ACCEPTED",
+    "Blob",
+    "BlobNotFound",
+    "BlobStore",
+    "FileStore",
+    "LookupHit",
+    "detect_type",
+    "expire_forever",
+    "lookup",
+    "sweep",
+    "upload",
+]
