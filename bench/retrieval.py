@@ -27,7 +27,7 @@ from kaiwa.config import EmbeddingSettings
 from kaiwa.knowledge.embed import Embedder, build_embedder
 from kaiwa.knowledge.index import Indexer, Upload
 from kaiwa.knowledge.search import KnowledgeSearch, Mode
-from kaiwa.knowledge.terms import terms
+from kaiwa.knowledge.terms import index_terms
 from kaiwa.store import knowledge
 from kaiwa.store.bootstrap import ensure_demo
 from kaiwa.store.db import create_engine, migrate, session_factory, transaction
@@ -55,8 +55,8 @@ def questions(docs: dict[str, str]) -> list[Question]:
     items = json.loads((CORPUS / "questions.json").read_text(encoding="utf-8"))
     out = []
     for item in items:
-        asked = set(terms(item["q"]))
-        shares = any(asked & set(terms(docs[name])) for name in item["docs"])
+        asked = set(index_terms(item["q"]))
+        shares = any(asked & set(index_terms(docs[name])) for name in item["docs"])
         out.append(Question(item["q"], frozenset(item["docs"]), shares))
     return out
 

@@ -2,12 +2,13 @@
 
 Its tests are `node --test` files in `clients/js/test/`: the decoder, state and error tables and a
 scripted loopback server need nothing, the `server-*.test.js` files need the kaiwa server this
-module starts. It creates what they use — scripted agents (long, slow, quick, failing), a chat-scope
+module starts. It creates what they use — scripted agents (long, slow, quick, failing, form), a chat-scope
 key, two `CuttingProxy`s that cut the first stream through them after a set number of bytes — and
 passes it all in environment variables:
 
     KAIWA_URL, KAIWA_API_KEY, KAIWA_CHAT_KEY, KAIWA_AGENT_ID (the demo agent),
     KAIWA_LONG_AGENT_ID, KAIWA_SLOW_AGENT_ID, KAIWA_QUICK_AGENT_ID, KAIWA_FAILING_AGENT_ID,
+    KAIWA_FORM_AGENT_ID (asks for a form, then thanks),
     KAIWA_PROXY_URL (resume), KAIWA_GIVEUP_PROXY_URL (every reconnection cut too)
 
 Node's report is printed when the suite fails.
@@ -35,15 +36,45 @@ LONG_SCRIPT = {
 QUICK_SCRIPT = {"answer": [{"text": "短い"}, {"text": "答えです。"}], "title": "短い"}
 SLOW_SCRIPT = {"answer": [{"text": "最初の部分。"}, *[{"delay": 0.5}] * 20, {"text": "届かない"}]}
 FAILING_SCRIPT = {"answer": [{"text": "途中まで"}, {"delay": 0.05}, {"fail": "boom"}]}
+FORM_TOOL = {
+    "type": "request_form",
+    "custom_form_schema": {
+        "title": "申し込み",
+        "fields": [
+            {"name": "name", "label": "お名前", "type": "shortText", "required": True},
+            {
+                "name": "plan",
+                "label": "プラン",
+                "type": "dropdown",
+                "required": True,
+                "options": [{"value": "free", "label": "Free"}, {"value": "pro", "label": "Pro"}],
+            },
+        ],
+    },
+}
+FORM_SCRIPT = {
+    "rounds": [
+        [
+            {"text": "先にフォームを。"},
+            {"tool_call": {"id": "call_1", "name": "request_form", "arguments": {}}},
+        ],
+        [{"text": "ありがとうございます。"}],
+    ]
+}
 # Past the headers, the first ping and response.created (with its resume token), a few deltas
 # in, and not on a frame's boundary.
 CUT_AFTER = 1_999
 NODE_TIMEOUT = 200.0
 
 
-def scripted(server: Any, name: str, script: dict[str, Any]) -> str:
+def scripted(
+    server: Any, name: str, script: dict[str, Any], tools: list[dict[str, Any]] | None = None
+) -> str:
     agent = server.create_agent(
-        name=name, llm_model="scripted/x", meta={"model_settings": {"script": script}}
+        name=name,
+        llm_model="scripted/x",
+        unified_tools=tools or [],
+        meta={"model_settings": {"script": script}},
     )
     return str(agent["id"])
 
@@ -75,6 +106,7 @@ def test_the_js_client_suite_passes_against_a_real_server(server: Any) -> None:
             "KAIWA_SLOW_AGENT_ID": scripted(server, "slow", SLOW_SCRIPT),
             "KAIWA_QUICK_AGENT_ID": scripted(server, "quick", QUICK_SCRIPT),
             "KAIWA_FAILING_AGENT_ID": scripted(server, "failing", FAILING_SCRIPT),
+            "KAIWA_FORM_AGENT_ID": scripted(server, "form", FORM_SCRIPT, [FORM_TOOL]),
             "KAIWA_PROXY_URL": f"http://127.0.0.1:{proxy.port}",
             "KAIWA_GIVEUP_PROXY_URL": f"http://127.0.0.1:{giveup_proxy.port}",
         }

@@ -2,7 +2,7 @@
 // kaiwa.client._base.StreamCursor). It decodes, deduplicates and folds events, and says when and
 // where to reconnect:
 //
-//     const cursor = new StreamCursor({ chatId: 12, policy: { attempts: 5, backoff: 500, maxBackoff: 8000 } });
+//     const cursor = new StreamCursor({ chatId: 12, policy: { attempts: 5, backoff: 500 } });
 //     cursor.opened(responseIdHeader);         // each connection: a new decoder
 //     for (const event of cursor.feed(chunk))  // parsed events, never one twice
 //       ...
@@ -63,7 +63,7 @@ export class StreamCursor {
     this.decoder = new SSEDecoder();
   }
 
-  /** A connection answered with an event stream: its frames start afresh; a cut one is forgotten. */
+  /** A connection answered with an event stream: frames start afresh, a cut one is forgotten. */
   opened(responseIdHeader = null) {
     this.decoder = new SSEDecoder();
     this.responseId ??= responseIdHeader || null;

@@ -24,7 +24,10 @@ export declare class KaiwaError extends Error {
 
 /** The server answered with an error (an envelope, or a `response.error` event). */
 export declare class APIError extends KaiwaError {
-  constructor(message: string, options?: { code?: number; status?: number | null; cause?: unknown });
+  constructor(
+    message: string,
+    options?: { code?: number; status?: number | null; cause?: unknown },
+  );
   /** The envelope's `error_code` (see `ErrorCode`). */
   readonly code: number;
   /** The HTTP status; null for an error reported inside a stream. */

@@ -163,7 +163,8 @@ const STREAM_FAMILIES = new Map([
 export function errorForStatus(status, code, message, { retryAfter = null } = {}) {
   let Family = FAMILIES.get(code) ?? STATUS_FAMILIES.get(status);
   Family ??= status >= 500 ? ServerError : APIError;
-  if (Family === RateLimitedError) return new RateLimitedError(message, { code, status, retryAfter });
+  if (Family === RateLimitedError)
+    return new RateLimitedError(message, { code, status, retryAfter });
   return new Family(message, { code, status });
 }
 

@@ -129,4 +129,3 @@ export type EventType = KaiwaEvent["type"];
 
 /** What iterating a stream yields: a `response.error` is thrown as a `StreamError` instead. */
 export type StreamEvent = Exclude<KaiwaEvent, ResponseError>;
-

@@ -261,7 +261,10 @@ export interface StreamOptions {
 export declare class Messages {
   /** One page of the chat's messages, oldest first. */
   list(chatId: number, options?: ListOptions): Promise<Page<Message>>;
-  iterAll(chatId: number, options?: { pageSize?: number }): AsyncGenerator<Message, void, undefined>;
+  iterAll(
+    chatId: number,
+    options?: { pageSize?: number },
+  ): AsyncGenerator<Message, void, undefined>;
   /** Send a message and wait for the whole answer (`stream: false`): its text. */
   send(chatId: number, options: SendOptions & WaitOptions): Promise<string>;
   /** Send a message and stream the answer. */
@@ -360,9 +363,12 @@ export declare class KnowledgeBases {
   create(options: { name: string; description?: string }): Promise<KnowledgeBase>;
   list(options?: ListOptions): Promise<Page<KnowledgeBase>>;
   get(knowledgeBaseId: string): Promise<KnowledgeBase>;
-  update(knowledgeBaseId: string, options: { name?: string; description?: string }): Promise<KnowledgeBase>;
+  update(
+    knowledgeBaseId: string,
+    options: { name?: string; description?: string },
+  ): Promise<KnowledgeBase>;
   delete(knowledgeBaseId: string): Promise<void>;
-  /** Add a document, indexed in the background (`status`: `processing`, then `ready` or `failed`). */
+  /** Add a document, indexed in the background (`status` `processing`, then `ready`/`failed`). */
   addDocument(
     knowledgeBaseId: string,
     document:
@@ -436,4 +442,3 @@ export declare class SSEDecoder {
   /** End of stream: an unfinished event is discarded. */
   flush(): ServerSentEvent[];
 }
-

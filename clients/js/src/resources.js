@@ -28,7 +28,8 @@ function page(data, pagination) {
   const items = list(data);
   // From the numbers, not `next_page`: that URL is absolute as the server saw it, which a reverse
   // proxy may have rewritten.
-  const hasNext = pagination !== null && pagination.offset + pagination.limit < pagination.total_records;
+  const hasNext =
+    pagination !== null && pagination.offset + pagination.limit < pagination.total_records;
   return { items, pagination, hasNext };
 }
 
@@ -88,7 +89,13 @@ export class Chats extends Resource {
 
   /** One page of chats, newest first unless `orderBy` says otherwise. */
   list({ agentId, externalUserId, orderBy, limit = DEFAULT_LIMIT, offset = 0 } = {}) {
-    const query = { agent_id: agentId, external_user_id: externalUserId, order_by: orderBy, limit, offset };
+    const query = {
+      agent_id: agentId,
+      external_user_id: externalUserId,
+      order_by: orderBy,
+      limit,
+      offset,
+    };
     return this._http.call({ method: "GET", path: "/chats", query }, page);
   }
 
@@ -134,7 +141,10 @@ export class Messages extends Resource {
 
   /** `regenerate`, streamed. */
   streamRegenerate(chatId, options) {
-    return this._stream(this.#regenerate(chatId, options, true), { chatId, signal: options.signal });
+    return this._stream(this.#regenerate(chatId, options, true), {
+      chatId,
+      signal: options.signal,
+    });
   }
 
   #send(chatId, options, stream) {
@@ -145,13 +155,25 @@ export class Messages extends Resource {
       ...sendFields(options),
     });
     const path = `/chats/${seg(chatId)}/messages`;
-    return { method: "POST", path, json, timeout: options.timeout, signal: stream ? undefined : options.signal };
+    return {
+      method: "POST",
+      path,
+      json,
+      timeout: options.timeout,
+      signal: stream ? undefined : options.signal,
+    };
   }
 
   #regenerate(chatId, options, stream) {
     const json = body({ stream, ...sendFields(options) });
     const path = `/chats/${seg(chatId)}/regenerate`;
-    return { method: "POST", path, json, timeout: options.timeout, signal: stream ? undefined : options.signal };
+    return {
+      method: "POST",
+      path,
+      json,
+      timeout: options.timeout,
+      signal: stream ? undefined : options.signal,
+    };
   }
 }
 

@@ -4,8 +4,9 @@
 // persistence and this client all fold events the same way.
 //
 //     const state = new ResponseState();
-//     state.apply({ type: "response.output_text.delta", response_id: "r", chat_id: 1, delta: "こん" });
-//     state.apply({ type: "response.output_text.delta", response_id: "r", chat_id: 1, delta: "にちは" });
+//     const delta = { type: "response.output_text.delta", response_id: "r", chat_id: 1 };
+//     state.apply({ ...delta, delta: "こん" });
+//     state.apply({ ...delta, delta: "にちは" });
 //     state.text; // "こんにちは"
 
 const ZERO_USAGE = Object.freeze({

@@ -279,7 +279,12 @@ export class KaiwaStream {
     const path = `/chats/${seg(chatId)}/responses/${seg(responseId)}/events`;
     if (this.#token !== null) {
       // No custom header at all: a browser sends this without a CORS preflight.
-      return { method: "GET", path, query: { token: this.#token, after: lastEventId }, auth: false };
+      return {
+        method: "GET",
+        path,
+        query: { token: this.#token, after: lastEventId },
+        auth: false,
+      };
     }
     const headers = { "cache-control": "no-cache" };
     if (lastEventId !== null) headers["last-event-id"] = String(lastEventId);

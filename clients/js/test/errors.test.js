@@ -46,7 +46,12 @@ test("an error answer maps to its family by code, else by status", () => {
 
 test("a rate-limited answer carries Retry-After in seconds", () => {
   const headers = new Headers({ "retry-after": "7" });
-  const error = errorFromAnswer(429, "Too Many Requests", { error_code: 10007, message: "slow down" }, headers);
+  const error = errorFromAnswer(
+    429,
+    "Too Many Requests",
+    { error_code: 10007, message: "slow down" },
+    headers,
+  );
   assert.ok(error instanceof RateLimitedError);
   assert.equal(error.retryAfter, 7);
   assert.equal(parseRetryAfter("Wed, 21 Oct 2015 07:28:30 GMT", Date.UTC(2015, 9, 21, 7, 28)), 30);
@@ -61,12 +66,21 @@ test("a non-JSON error page maps by status with its status text", () => {
 });
 
 test("an in-stream error is a StreamError and, for codes with a family, that family too", () => {
-  const event = { type: "response.error", response_id: "r", chat_id: 3, message: "boom", code: 10009 };
+  const event = {
+    type: "response.error",
+    response_id: "r",
+    chat_id: 3,
+    message: "boom",
+    code: 10009,
+  };
   const upstream = errorForEvent(event);
   assert.ok(upstream instanceof StreamError);
   assert.ok(upstream instanceof UpstreamError);
   assert.ok(upstream instanceof APIError);
-  assert.deepEqual([upstream.status, upstream.code, upstream.responseId, upstream.chatId], [null, 10009, "r", 3]);
+  assert.deepEqual(
+    [upstream.status, upstream.code, upstream.responseId, upstream.chatId],
+    [null, 10009, "r", 3],
+  );
   assert.equal(upstream.event, event);
   assert.equal(upstream.name, "StreamError");
 

@@ -28,46 +28,62 @@ async function storedAnswer(chatId) {
   }
 }
 
-test("stream.cancel() mid-answer ends the stream with completed, status cancelled", TIMEOUT, async () => {
-  const chat = await client.chats.create({ name: "cancel", agentId });
-  const started = performance.now();
-  const stream = client.messages.stream(chat.id, { message: "ゆっくり", agentId });
-  let status = null;
-  const events = [];
-  for await (const event of stream) {
-    events.push(event);
-    if (event.type === "response.output_text.delta" && status === null) status = await stream.cancel();
-  }
+test(
+  "stream.cancel() mid-answer ends the stream with completed, status cancelled",
+  TIMEOUT,
+  async () => {
+    const chat = await client.chats.create({ name: "cancel", agentId });
+    const started = performance.now();
+    const stream = client.messages.stream(chat.id, { message: "ゆっくり", agentId });
+    let status = null;
+    const events = [];
+    for await (const event of stream) {
+      events.push(event);
+      if (event.type === "response.output_text.delta" && status === null)
+        status = await stream.cancel();
+    }
 
-  assert.ok(performance.now() - started < 8000, "the answer was stopped, not waited out");
-  assert.equal(status.id, stream.responseId);
-  const completed = events.at(-1);
-  assert.deepEqual(
-    [completed.type, completed.status, completed.final_text],
-    ["response.output_text.completed", "cancelled", FIRST_PART],
-  );
-  assert.equal(await stream.finalText(), FIRST_PART);
-  assert.equal(stream.state.status, "cancelled");
-  const stored = await storedAnswer(chat.id);
-  assert.deepEqual([stored.content, stored.meta.status], [FIRST_PART, "cancelled"]);
-  assert.equal((await client.responses.get(chat.id, stream.responseId)).status, "cancelled");
-});
+    assert.ok(performance.now() - started < 8000, "the answer was stopped, not waited out");
+    assert.equal(status.id, stream.responseId);
+    const completed = events.at(-1);
+    assert.deepEqual(
+      [completed.type, completed.status, completed.final_text],
+      ["response.output_text.completed", "cancelled", FIRST_PART],
+    );
+    assert.equal(await stream.finalText(), FIRST_PART);
+    assert.equal(stream.state.status, "cancelled");
+    const stored = await storedAnswer(chat.id);
+    assert.deepEqual([stored.content, stored.meta.status], [FIRST_PART, "cancelled"]);
+    assert.equal((await client.responses.get(chat.id, stream.responseId)).status, "cancelled");
+  },
+);
 
-test("aborting the signal mid-answer cancels it; the iteration ends after completed", TIMEOUT, async () => {
-  const chat = await client.chats.create({ name: "abort", agentId });
-  const started = performance.now();
-  const controller = new AbortController();
-  const events = [];
-  const stream = client.messages.stream(chat.id, { message: "ゆっくり", agentId, signal: controller.signal });
-  for await (const event of stream) {
-    events.push(event);
-    if (event.type === "response.output_text.delta") controller.abort();
-  }
+test(
+  "aborting the signal mid-answer cancels it; the iteration ends after completed",
+  TIMEOUT,
+  async () => {
+    const chat = await client.chats.create({ name: "abort", agentId });
+    const started = performance.now();
+    const controller = new AbortController();
+    const events = [];
+    const stream = client.messages.stream(chat.id, {
+      message: "ゆっくり",
+      agentId,
+      signal: controller.signal,
+    });
+    for await (const event of stream) {
+      events.push(event);
+      if (event.type === "response.output_text.delta") controller.abort();
+    }
 
-  assert.ok(performance.now() - started < 8000, "the answer was stopped, not waited out");
-  assert.deepEqual([events.at(-1).type, events.at(-1).status], ["response.output_text.completed", "cancelled"]);
-  assert.equal((await storedAnswer(chat.id)).meta.status, "cancelled");
-});
+    assert.ok(performance.now() - started < 8000, "the answer was stopped, not waited out");
+    assert.deepEqual(
+      [events.at(-1).type, events.at(-1).status],
+      ["response.output_text.completed", "cancelled"],
+    );
+    assert.equal((await storedAnswer(chat.id)).meta.status, "cancelled");
+  },
+);
 
 test("a second message while an answer runs is a ConflictError", TIMEOUT, async () => {
   const chat = await client.chats.create({ name: "busy", agentId });
@@ -76,7 +92,10 @@ test("a second message while an answer runs is a ConflictError", TIMEOUT, async 
     client.messages.send(chat.id, { message: "もう一つ", agentId }),
     (error) => error instanceof ConflictError && error.status === 409 && error.code === 10004,
   );
-  await assert.rejects(client.messages.stream(chat.id, { message: "もう一つ", agentId }).open(), ConflictError);
+  await assert.rejects(
+    client.messages.stream(chat.id, { message: "もう一つ", agentId }).open(),
+    ConflictError,
+  );
   await running.cancel();
   assert.equal(await running.finalText(), FIRST_PART);
 });

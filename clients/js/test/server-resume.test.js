@@ -35,65 +35,94 @@ async function storedAnswer(chatId) {
   }
 }
 
-test("a connection cut mid-answer is resumed and every event arrives exactly once", TIMEOUT, async () => {
-  const agentId = env.KAIWA_LONG_AGENT_ID;
-  const reconnections = [];
-  const healed = (input, init) => {
-    const url = new URL(input);
-    if (url.pathname.endsWith("/events")) {
-      url.host = new URL(baseUrl).host;
-      reconnections.push(init.headers);
-    }
-    return fetch(url, init);
-  };
-  const chat = await direct.chats.create({ name: "cut", agentId });
-  const client = new KaiwaClient({ baseUrl: env.KAIWA_PROXY_URL, apiKey, resume: FAST, fetch: healed });
+test(
+  "a connection cut mid-answer is resumed and every event arrives exactly once",
+  TIMEOUT,
+  async () => {
+    const agentId = env.KAIWA_LONG_AGENT_ID;
+    const reconnections = [];
+    const healed = (input, init) => {
+      const url = new URL(input);
+      if (url.pathname.endsWith("/events")) {
+        url.host = new URL(baseUrl).host;
+        reconnections.push(init.headers);
+      }
+      return fetch(url, init);
+    };
+    const chat = await direct.chats.create({ name: "cut", agentId });
+    const client = new KaiwaClient({
+      baseUrl: env.KAIWA_PROXY_URL,
+      apiKey,
+      resume: FAST,
+      fetch: healed,
+    });
 
-  const stream = client.messages.stream(chat.id, { message: "長めに", agentId });
-  const events = [];
-  for await (const event of stream) events.push(event);
-  const text = await stream.finalText();
+    const stream = client.messages.stream(chat.id, { message: "長めに", agentId });
+    const events = [];
+    for await (const event of stream) events.push(event);
+    const text = await stream.finalText();
 
-  assert.deepEqual(events.map((e) => e.id), events.map((_, i) => i + 1), "no gap, no repeat");
-  assert.equal(events[0].type, "response.created");
-  const completed = events.at(-1);
-  assert.deepEqual([completed.type, completed.status], ["response.output_text.completed", "completed"]);
-  const deltas = events.filter((e) => e.type === "response.output_text.delta").map((e) => e.delta);
-  assert.deepEqual(deltas, PIECES, "every delta exactly once, in order");
-  assert.equal(text, ANSWER);
-  assert.equal(completed.final_text, ANSWER);
-  assert.equal(await storedAnswer(chat.id), ANSWER);
-  assert.equal(reconnections.length, 1, "one cut, one reconnection");
-  const cursor = Number(reconnections[0]["last-event-id"]);
-  assert.ok(cursor >= 1 && cursor < events.length / 2, `the cut came mid-answer (after ${cursor})`);
-});
+    assert.deepEqual(
+      events.map((e) => e.id),
+      events.map((_, i) => i + 1),
+      "no gap, no repeat",
+    );
+    assert.equal(events[0].type, "response.created");
+    const completed = events.at(-1);
+    assert.deepEqual(
+      [completed.type, completed.status],
+      ["response.output_text.completed", "completed"],
+    );
+    const deltas = events
+      .filter((e) => e.type === "response.output_text.delta")
+      .map((e) => e.delta);
+    assert.deepEqual(deltas, PIECES, "every delta exactly once, in order");
+    assert.equal(text, ANSWER);
+    assert.equal(completed.final_text, ANSWER);
+    assert.equal(await storedAnswer(chat.id), ANSWER);
+    assert.equal(reconnections.length, 1, "one cut, one reconnection");
+    const cursor = Number(reconnections[0]["last-event-id"]);
+    assert.ok(
+      cursor >= 1 && cursor < events.length / 2,
+      `the cut came mid-answer (after ${cursor})`,
+    );
+  },
+);
 
-test("when every reconnection is cut too, the stream gives up after its attempts", TIMEOUT, async () => {
-  const agentId = env.KAIWA_LONG_AGENT_ID;
-  const chat = await direct.chats.create({ name: "gives up", agentId });
-  const client = new KaiwaClient({ baseUrl: env.KAIWA_GIVEUP_PROXY_URL, apiKey, resume: FAST });
-  const stream = client.messages.stream(chat.id, { message: "長めに", agentId });
-  const seen = [];
-  await assert.rejects(
-    async () => {
-      for await (const event of stream) seen.push(event);
-    },
-    (error) => error instanceof APIConnectionError && /3 attempts/.test(error.message),
-  );
+test(
+  "when every reconnection is cut too, the stream gives up after its attempts",
+  TIMEOUT,
+  async () => {
+    const agentId = env.KAIWA_LONG_AGENT_ID;
+    const chat = await direct.chats.create({ name: "gives up", agentId });
+    const client = new KaiwaClient({ baseUrl: env.KAIWA_GIVEUP_PROXY_URL, apiKey, resume: FAST });
+    const stream = client.messages.stream(chat.id, { message: "長めに", agentId });
+    const seen = [];
+    await assert.rejects(
+      async () => {
+        for await (const event of stream) seen.push(event);
+      },
+      (error) => error instanceof APIConnectionError && /3 attempts/.test(error.message),
+    );
 
-  assert.ok(seen.length > 0, "what arrived before the cut was handed out");
-  assert.equal(stream.lastEventId, seen.length);
-  // The answer itself went on: a later reader gets the rest of it.
-  assert.equal(await storedAnswer(chat.id), ANSWER);
-  const rest = direct.responses.events(chat.id, stream.responseId, { after: stream.lastEventId });
-  const restEvents = [];
-  for await (const event of rest) restEvents.push(event);
-  assert.equal(restEvents[0].id, seen.length + 1);
-  const restDeltas = restEvents.filter((e) => e.type === "response.output_text.delta").map((e) => e.delta);
-  const seenDeltas = seen.filter((e) => e.type === "response.output_text.delta").map((e) => e.delta);
-  assert.deepEqual([...seenDeltas, ...restDeltas], PIECES);
-  assert.equal(await rest.finalText(), ANSWER);
-});
+    assert.ok(seen.length > 0, "what arrived before the cut was handed out");
+    assert.equal(stream.lastEventId, seen.length);
+    // The answer itself went on: a later reader gets the rest of it.
+    assert.equal(await storedAnswer(chat.id), ANSWER);
+    const rest = direct.responses.events(chat.id, stream.responseId, { after: stream.lastEventId });
+    const restEvents = [];
+    for await (const event of rest) restEvents.push(event);
+    assert.equal(restEvents[0].id, seen.length + 1);
+    const restDeltas = restEvents
+      .filter((e) => e.type === "response.output_text.delta")
+      .map((e) => e.delta);
+    const seenDeltas = seen
+      .filter((e) => e.type === "response.output_text.delta")
+      .map((e) => e.delta);
+    assert.deepEqual([...seenDeltas, ...restDeltas], PIECES);
+    assert.equal(await rest.finalText(), ANSWER);
+  },
+);
 
 test("a resume token replays the response without the API key", TIMEOUT, async () => {
   const agentId = env.KAIWA_QUICK_AGENT_ID;
@@ -108,7 +137,10 @@ test("a resume token replays the response without the API key", TIMEOUT, async (
   const events = [];
   for await (const event of replay) events.push(event);
   assert.equal(events[0].type, "response.created");
-  assert.deepEqual(events.map((e) => e.id), events.map((_, i) => i + 1));
+  assert.deepEqual(
+    events.map((e) => e.id),
+    events.map((_, i) => i + 1),
+  );
   assert.equal(await replay.finalText(), text);
 
   const after = page.responses.events(chat.id, stream.responseId, { token, after: 2 });
@@ -119,7 +151,10 @@ test("a resume token replays the response without the API key", TIMEOUT, async (
     (error) => error instanceof PermissionDeniedError && error.status === 401,
   );
   const status = await direct.responses.get(chat.id, stream.responseId);
-  assert.deepEqual([status.id, status.status, status.final_text], [stream.responseId, "completed", text]);
+  assert.deepEqual(
+    [status.id, status.status, status.final_text],
+    [stream.responseId, "completed", text],
+  );
 });
 
 async function collectFirst(stream) {

@@ -7,7 +7,12 @@ import { SSEDecoder } from "../src/index.js";
 
 const utf8 = (text) => new TextEncoder().encode(text);
 const bytes = (...values) => Uint8Array.from(values);
-const ev = (data, { event = "message", id = null, retry = null } = {}) => ({ event, data, id, retry });
+const ev = (data, { event = "message", id = null, retry = null } = {}) => ({
+  event,
+  data,
+  id,
+  retry,
+});
 
 function decodeAll(chunks) {
   const decoder = new SSEDecoder();

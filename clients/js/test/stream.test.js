@@ -25,15 +25,32 @@ const CANCEL = `/api/v1/chats/${CHAT}/responses/${RID}/cancel`;
 
 const base = { response_id: RID, chat_id: CHAT };
 const EVENTS_OF_ANSWER = [
-  { ...base, type: "response.created", agent_id: "a", model: "scripted/x", conversation_group_id: "cvg-1", user_conversation_id: 1, resume_token: "tok" },
+  {
+    ...base,
+    type: "response.created",
+    agent_id: "a",
+    model: "scripted/x",
+    conversation_group_id: "cvg-1",
+    user_conversation_id: 1,
+    resume_token: "tok",
+  },
   { ...base, type: "response.output_text.delta", delta: "営業" },
   { ...base, type: "response.output_text.delta", delta: "時間は" },
   { ...base, type: "response.output_text.delta", delta: "九時です。" },
-  { ...base, type: "response.output_text.completed", final_text: "営業時間は九時です。", usage: { total_prompt_tokens: 1, total_completion_tokens: 2, total_tokens: 3, total_calls: 1 }, status: "completed" },
+  {
+    ...base,
+    type: "response.output_text.completed",
+    final_text: "営業時間は九時です。",
+    usage: { total_prompt_tokens: 1, total_completion_tokens: 2, total_tokens: 3, total_calls: 1 },
+    status: "completed",
+  },
 ];
 const frame = (id, event = EVENTS_OF_ANSWER[id - 1]) =>
   `id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
-const frames = (from, to) => EVENTS_OF_ANSWER.slice(from - 1, to).map((e, i) => frame(from + i, e)).join("");
+const frames = (from, to) =>
+  EVENTS_OF_ANSWER.slice(from - 1, to)
+    .map((e, i) => frame(from + i, e))
+    .join("");
 const DONE = "data: [DONE]\n\n";
 
 function startStream(res) {
@@ -80,9 +97,10 @@ async function collect(stream) {
   return events;
 }
 
-const ask = (client, options = {}) => client.messages.stream(CHAT, { message: "営業時間は?", agentId: "a", ...options });
+const ask = (client, options = {}) =>
+  client.messages.stream(CHAT, { message: "営業時間は?", agentId: "a", ...options });
 
-test("a body that ends without [DONE] is resumed after the last event delivered, without repeats", async () => {
+test("a body ending without [DONE] is resumed after the last event handed out", async () => {
   await serve(
     {
       [`POST ${MESSAGES}`]: (req, res) => {
@@ -99,13 +117,19 @@ test("a body that ends without [DONE] is resumed after the last event delivered,
     async (client, seen) => {
       const stream = ask(client);
       const events = await collect(stream);
-      assert.deepEqual(events.map((e) => e.id), [1, 2, 3, 4, 5]);
+      assert.deepEqual(
+        events.map((e) => e.id),
+        [1, 2, 3, 4, 5],
+      );
       assert.deepEqual(events, EVENTS_OF_ANSWER);
       assert.equal(await stream.finalText(), "営業時間は九時です。");
       const resume = seen.find((r) => r.key === `GET ${EVENTS}`);
       assert.equal(resume.headers["last-event-id"], "2");
       assert.equal(resume.headers["x-api-key"], "k");
-      assert.deepEqual([stream.responseId, stream.lastEventId, stream.resumeToken], [RID, 5, "tok"]);
+      assert.deepEqual(
+        [stream.responseId, stream.lastEventId, stream.resumeToken],
+        [RID, 5, "tok"],
+      );
     },
   );
 });
@@ -142,13 +166,16 @@ test("silence longer than the timeout counts as a drop and is resumed", async ()
     async (_client, seen, baseUrl) => {
       const client = new KaiwaClient({ baseUrl, apiKey: "k", timeout: 200, resume: FAST });
       const events = await collect(ask(client));
-      assert.deepEqual(events.map((e) => e.id), [1, 2, 3, 4, 5]);
+      assert.deepEqual(
+        events.map((e) => e.id),
+        [1, 2, 3, 4, 5],
+      );
       assert.equal(seen.find((r) => r.key === `GET ${EVENTS}`).headers["last-event-id"], "2");
     },
   );
 });
 
-test("when every reconnection fails, the iteration throws after the events that did arrive", async () => {
+test("when every reconnection fails, the events that arrived come first, then the error", async () => {
   await serve(
     {
       [`POST ${MESSAGES}`]: (req, res) => {
@@ -159,10 +186,18 @@ test("when every reconnection fails, the iteration throws after the events that 
     },
     async (client, seen) => {
       const events = [];
-      await assert.rejects(async () => {
-        for await (const event of ask(client)) events.push(event);
-      }, (error) => error instanceof APIConnectionError && /2 attempts to resume it failed/.test(error.message));
-      assert.deepEqual(events.map((e) => e.id), [1, 2]);
+      await assert.rejects(
+        async () => {
+          for await (const event of ask(client)) events.push(event);
+        },
+        (error) =>
+          error instanceof APIConnectionError &&
+          /2 attempts to resume it failed/.test(error.message),
+      );
+      assert.deepEqual(
+        events.map((e) => e.id),
+        [1, 2],
+      );
       assert.equal(seen.filter((r) => r.key === `GET ${EVENTS}`).length, 2);
     },
   );
@@ -196,7 +231,11 @@ test("a 429 from the events endpoint is retried after its Retry-After", async ()
       [`GET ${EVENTS}`]: (req, res, n) => {
         if (n === 1) {
           refusedAt = performance.now();
-          return envelope(res, 429, null, { code: 10007, message: "slow", headers: { "retry-after": "0.3" } });
+          return envelope(res, 429, null, {
+            code: 10007,
+            message: "slow",
+            headers: { "retry-after": "0.3" },
+          });
         }
         retriedAt = performance.now();
         startStream(res);
@@ -212,7 +251,12 @@ test("a 429 from the events endpoint is retried after its Retry-After", async ()
 });
 
 test("response.error is thrown after every event before it, as its code's family", async () => {
-  const failure = { ...base, type: "response.error", message: "scripted failure: boom", code: 10009 };
+  const failure = {
+    ...base,
+    type: "response.error",
+    message: "scripted failure: boom",
+    code: 10009,
+  };
   const future = { ...base, type: "response.future.thing", anything: 1 };
   await serve(
     {
@@ -224,20 +268,28 @@ test("response.error is thrown after every event before it, as its code's family
     async (client) => {
       const stream = ask(client);
       const events = [];
-      await assert.rejects(async () => {
-        for await (const event of stream) events.push(event);
-      }, (error) => error instanceof StreamError && error instanceof UpstreamError && error.code === 10009);
-      assert.deepEqual(events.map((e) => e.type), ["response.created", "response.output_text.delta"]);
+      await assert.rejects(
+        async () => {
+          for await (const event of stream) events.push(event);
+        },
+        (error) =>
+          error instanceof StreamError && error instanceof UpstreamError && error.code === 10009,
+      );
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ["response.created", "response.output_text.delta"],
+      );
       await assert.rejects(stream.finalText(), StreamError);
       assert.deepEqual([stream.state.status, stream.state.text], ["failed", "営業"]);
     },
   );
 });
 
-test("an error answer before the stream starts is thrown by open() and by the iteration", async () => {
+test("an error answer before the stream starts is thrown by open() and the iteration", async () => {
   await serve(
     {
-      [`POST ${MESSAGES}`]: (req, res) => envelope(res, 409, null, { code: 10004, message: "busy" }),
+      [`POST ${MESSAGES}`]: (req, res) =>
+        envelope(res, 409, null, { code: 10004, message: "busy" }),
     },
     async (client, seen) => {
       const stream = ask(client);
@@ -248,11 +300,13 @@ test("an error answer before the stream starts is thrown by open() and by the it
   );
 });
 
-test("a signal aborted before the request goes out sends nothing and throws its reason", async () => {
+test("a signal aborted before the request goes out: nothing sent, its reason thrown", async () => {
   await serve({}, async (client, seen) => {
     const controller = new AbortController();
     controller.abort();
-    await assert.rejects(collect(ask(client, { signal: controller.signal })), { name: "AbortError" });
+    await assert.rejects(collect(ask(client, { signal: controller.signal })), {
+      name: "AbortError",
+    });
     assert.equal(seen.length, 0);
   });
 });
@@ -274,7 +328,7 @@ function cancellable() {
   };
 }
 
-test("aborting the signal cancels the response and the stream ends with completed, cancelled", async () => {
+test("aborting the signal cancels the response; the stream ends completed, cancelled", async () => {
   await serve(cancellable(), async (client, seen) => {
     const controller = new AbortController();
     const events = [];
@@ -298,7 +352,7 @@ test("stream.cancel() before the response id is known is sent once it is", async
   });
 });
 
-test("breaking out drops the connection; iterating again reattaches after the last event", async () => {
+test("a break drops the connection; iterating again reattaches after the last event", async () => {
   let firstClosed = false;
   await serve(
     {
@@ -338,10 +392,25 @@ test("a stream read with a resume token sends no key and resumes with ?after=", 
     async (client, seen) => {
       const stream = client.responses.events(CHAT, RID, { after: 1, token: "tok" });
       const events = await collect(stream);
-      assert.deepEqual(events.map((e) => e.id), [2, 3, 4, 5]);
+      assert.deepEqual(
+        events.map((e) => e.id),
+        [2, 3, 4, 5],
+      );
       const [first, second] = seen;
-      assert.deepEqual([...first.url.searchParams], [["after", "1"], ["token", "tok"]]);
-      assert.deepEqual([...second.url.searchParams], [["token", "tok"], ["after", "3"]]);
+      assert.deepEqual(
+        [...first.url.searchParams],
+        [
+          ["after", "1"],
+          ["token", "tok"],
+        ],
+      );
+      assert.deepEqual(
+        [...second.url.searchParams],
+        [
+          ["token", "tok"],
+          ["after", "3"],
+        ],
+      );
       for (const request of seen) {
         assert.equal(request.headers["x-api-key"], undefined);
         assert.equal(request.headers["last-event-id"], undefined);
@@ -367,8 +436,14 @@ test("JSON calls return the envelope's data, and name a malformed or late answer
       const client = new KaiwaClient({ baseUrl: `${baseUrl}/api/v1/`, apiKey: "k", timeout: 300 });
       const send = () => client.messages.send(CHAT, { message: "?", agentId: "a" });
       assert.equal(await send(), "九時です。");
-      await assert.rejects(send(), (e) => e instanceof UpstreamError && e.status === 502 && e.message === "provider down");
-      await assert.rejects(send(), (e) => e instanceof KaiwaError && /Unexpected answer/.test(e.message));
+      await assert.rejects(
+        send(),
+        (e) => e instanceof UpstreamError && e.status === 502 && e.message === "provider down",
+      );
+      await assert.rejects(
+        send(),
+        (e) => e instanceof KaiwaError && /Unexpected answer/.test(e.message),
+      );
       await assert.rejects(send(), APITimeoutError);
     },
   );

@@ -91,16 +91,21 @@ class KnowledgeSearch:
                 )
                 if not knowledge_bases:
                     return []
-                rankings = []
+                lexical = []
                 if mode != "dense":
-                    coverage = MIN_COVERAGE if embedding is not None else 0.0
-                    rankings.append(
-                        await _lexical(
-                            session, list(knowledge_bases), query, limit, min_coverage=coverage
-                        )
-                    )
+                    lexical = await _lexical(session, list(knowledge_bases), query, limit)
                 vector = await embedding if embedding is not None else None
-                if vector is not None and self._embedder is not None:
+                rankings = []
+                if vector is None or self._embedder is None:
+                    rankings.append([(chunk_id, score) for chunk_id, score, _ in lexical])
+                else:
+                    rankings.append(
+                        [
+                            (chunk_id, score)
+                            for chunk_id, score, share in lexical
+                            if share >= MIN_COVERAGE
+                        ]
+                    )
                     rankings.append(
                         await self._dense.rank(
                             session, knowledge_bases, self._embedder.name, vector, limit=limit
@@ -145,13 +150,10 @@ MIN_COVERAGE = 0.3
 
 
 async def _lexical(
-    session: AsyncSession,
-    knowledge_base_ids: list[str],
-    query: str,
-    limit: int,
-    *,
-    min_coverage: float = 0.0,
-) -> list[tuple[int, float]]:
+    session: AsyncSession, knowledge_base_ids: list[str], query: str, limit: int
+) -> list[tuple[int, float, float]]:
+    """BM25 hits `(chunk_id, score, share)`, best first; `share` is the part of the query's term
+    weight the chunk holds, counting the query terms no chunk has."""
     wanted: Counter[str] = counted_terms(query)
     if not wanted:
         return []
@@ -159,20 +161,15 @@ async def _lexical(
     if count == 0:
         return []
     frequencies = await store.document_frequencies(session, knowledge_base_ids, list(wanted))
-    idf = {term: _idf(count, frequencies.get(term, 0)) for term in wanted}
     # A term repeated in the question weighs more, but less than in proportion.
     weights = {
-        term: idf[term] * (1 + math.log(wanted[term])) for term in wanted if frequencies.get(term)
+        term: _idf(count, frequencies.get(term, 0)) * (1 + math.log(repeats))
+        for term, repeats in wanted.items()
     }
-    total = sum(weights.values()) + sum(
-        idf[term] * (1 + math.log(wanted[term])) for term in wanted if not frequencies.get(term)
-    )
-    hits = await store.bm25(
-        session, knowledge_base_ids, weights, average_length=average, limit=limit
-    )
-    return [
-        (chunk_id, score) for chunk_id, score, matched in hits if matched >= min_coverage * total
-    ]
+    total = sum(weights.values())
+    found = {term: weight for term, weight in weights.items() if frequencies.get(term)}
+    hits = await store.bm25(session, knowledge_base_ids, found, average_length=average, limit=limit)
+    return [(chunk_id, score, matched / total) for chunk_id, score, matched in hits]
 
 
 def _idf(count: int, df: int) -> float:

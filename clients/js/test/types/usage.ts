@@ -40,7 +40,11 @@ export async function documented(): Promise<string> {
     }
     void id;
   }
-  const stream = client.messages.stream(chatId, { message, agentId, signal: AbortSignal.timeout(1000) });
+  const stream = client.messages.stream(chatId, {
+    message,
+    agentId,
+    signal: AbortSignal.timeout(1000),
+  });
   const text: string = await stream.finalText();
   const responseId: string | null = stream.responseId;
   const status = await stream.cancel();
@@ -68,7 +72,8 @@ export async function rest(client: KaiwaClient, file: Uint8Array): Promise<void>
   page.items[0]?.meta.status satisfies string | null | undefined;
   for await (const agent of client.agents.iterAll()) agent.id satisfies string;
   (await client.agents.published())[0]?.name satisfies string | undefined;
-  (await client.files.upload(file, { filename: "a.txt", scope: "ephemeral" })).uuid satisfies string;
+  (await client.files.upload(file, { filename: "a.txt", scope: "ephemeral" }))
+    .uuid satisfies string;
   await client.feedback.create(chat.id, 1, { type: "sys_helpful" });
   // @ts-expect-error an unknown feedback type
   await client.feedback.create(chat.id, 1, { type: "great" });
