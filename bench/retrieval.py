@@ -10,6 +10,11 @@ the dense ranking can help.
     python bench/retrieval.py                                  # SQLite in a temporary directory
     python bench/retrieval.py --database-url postgresql+asyncpg://postgres@127.0.0.1/test
     python bench/retrieval.py --embeddings none --verbose
+    python bench/retrieval.py --embeddings none --filler 5000     # latency beside 5,000 more docs
+
+`--filler N` adds N documents of 40 shuffled corpus sentences each (about three chunks) around
+the real ones, to see how latency grows with the corpus; the fillers repeat the answers, so the
+hit rates then mean little.
 """
 
 from __future__ import annotations
@@ -17,20 +22,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from kaiwa.config import EmbeddingSettings
+from kaiwa.knowledge.chunk import sentences
 from kaiwa.knowledge.embed import Embedder, build_embedder
 from kaiwa.knowledge.index import Indexer, Upload
+from kaiwa.knowledge.ingest import Extracted
 from kaiwa.knowledge.search import KnowledgeSearch, Mode
 from kaiwa.knowledge.terms import index_terms
 from kaiwa.store import knowledge
 from kaiwa.store.bootstrap import ensure_demo
 from kaiwa.store.db import create_engine, migrate, session_factory, transaction
+from kaiwa.store.models import KnowledgeBase
 
 CORPUS = Path(__file__).parent.parent / "tests" / "data" / "kb"
 
@@ -61,7 +72,9 @@ def questions(docs: dict[str, str]) -> list[Question]:
     return out
 
 
-async def run(database_url: str, embedder: Embedder | None, *, repeat: int) -> list[Row]:
+async def run(
+    database_url: str, embedder: Embedder | None, *, repeat: int, filler: int = 0
+) -> list[Row]:
     engine = create_engine(database_url)
     await migrate(engine)
     sessions = session_factory(engine)
@@ -88,6 +101,10 @@ async def run(database_url: str, embedder: Embedder | None, *, repeat: int) -> l
         indexer.start(document.id, Upload(data, path.name, None), title=None)
     await indexer.join()
     print(f"indexed {len(names)} documents in {time.perf_counter() - started:.1f} s")
+    if filler:
+        started = time.perf_counter()
+        await _fill(sessions, indexer, base, texts, filler)
+        print(f"indexed {filler} filler documents in {time.perf_counter() - started:.1f} s")
     search = KnowledgeSearch(session_factory(engine, read_only=True), embedder)
     modes: list[Mode] = ["lexical"] if embedder is None else ["lexical", "dense", "hybrid"]
     rows = []
@@ -100,7 +117,7 @@ async def run(database_url: str, embedder: Embedder | None, *, repeat: int) -> l
                 hits = await search.search(workspace.id, [base.id], question.text, mode=mode)
                 row.latencies.append(time.perf_counter() - began)
                 if len(row.top1) < len(asked):
-                    found = [names[hit.document_id] for hit in hits]
+                    found = [names.get(hit.document_id, "filler") for hit in hits]
                     row.top1.append(bool(found) and found[0] in question.expected)
                     row.top3.append(bool(set(found[:3]) & question.expected))
                     if not row.top1[-1]:
@@ -111,6 +128,34 @@ async def run(database_url: str, embedder: Embedder | None, *, repeat: int) -> l
     shared = [question.shares_terms for question in asked]
     _print(rows, shared)
     return rows
+
+
+async def _fill(
+    sessions: async_sessionmaker[AsyncSession],
+    indexer: Indexer,
+    base: KnowledgeBase,
+    texts: dict[str, str],
+    count: int,
+) -> None:
+    pool = [text[start:end] for text in texts.values() for start, end in sentences(text)]
+    pick = random.Random(7)
+    for number in range(count):
+        body = "\n".join(
+            pick.choice(pool).replace("5", str(pick.randint(0, 99))) for _ in range(40)
+        )
+        async with transaction(sessions) as session:
+            document = await knowledge.add_document(
+                session,
+                base,
+                title=f"filler {number}",
+                source="",
+                content_type="text/plain",
+                size=0,
+            )
+        indexer.start(document.id, Extracted(f"filler {number}", body, "text/plain"), title=None)
+        if number % 50 == 49:
+            await indexer.join()
+    await indexer.join()
 
 
 def _rate(values: list[bool], keep: list[bool] | None = None) -> str:
@@ -143,12 +188,13 @@ def main() -> None:
     parser.add_argument("--database-url", help="default: SQLite in a temporary directory")
     parser.add_argument("--embeddings", choices=["local", "none"], default="local")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of questions, for latency")
+    parser.add_argument("--filler", type=int, default=0, help="extra generated documents")
     parser.add_argument("--verbose", action="store_true", help="list the questions missed")
     args = parser.parse_args()
     embedder = build_embedder(EmbeddingSettings(provider=args.embeddings))
     with tempfile.TemporaryDirectory() as directory:
         url = args.database_url or f"sqlite+aiosqlite:///{directory}/bench.db"
-        rows = asyncio.run(run(url, embedder, repeat=args.repeat))
+        rows = asyncio.run(run(url, embedder, repeat=args.repeat, filler=args.filler))
     if args.verbose:
         for row in rows:
             for question, found in row.misses:

@@ -2,9 +2,9 @@
 
 Its tests are `node --test` files in `clients/js/test/`: the decoder, state and error tables and a
 scripted loopback server need nothing, the `server-*.test.js` files need the kaiwa server this
-module starts. It creates what they use — scripted agents (long, slow, quick, failing, form), a chat-scope
-key, two `CuttingProxy`s that cut the first stream through them after a set number of bytes — and
-passes it all in environment variables:
+module starts. It creates what they use — scripted agents (long, slow, quick, failing, form), a
+chat-scope key, two `CuttingProxy`s that cut the first stream through them after a set number of
+bytes — and passes it all in environment variables:
 
     KAIWA_URL, KAIWA_API_KEY, KAIWA_CHAT_KEY, KAIWA_AGENT_ID (the demo agent),
     KAIWA_LONG_AGENT_ID, KAIWA_SLOW_AGENT_ID, KAIWA_QUICK_AGENT_ID, KAIWA_FAILING_AGENT_ID,

@@ -47,16 +47,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tests.fakes.openai_server import (
-    RecordedRequest as _OpenAIRecordedRequest,
-)
-from tests.fakes.openai_server import (
+    Matcher,
     _AbruptClose,
+    _next_behaviour,
     _Pause,
     _pause,
     _quiet_abrupt_closes,
     _RecordingStream,
     _Step,
     _write,
+)
+from tests.fakes.openai_server import (
+    RecordedRequest as _OpenAIRecordedRequest,
 )
 from tests.fakes.web_server import LoopbackServer
 
@@ -183,14 +185,21 @@ class FakeAnthropic(LoopbackServer):
         """The only key accepted; None accepts any."""
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Behaviour] = deque()
+        self._routes: list[tuple[Matcher, deque[Behaviour]]] = []
 
     def enqueue(self, *behaviours: Behaviour) -> None:
         """Script the next requests, in order."""
         self._queue.extend(behaviours)
 
+    def enqueue_for(self, matches: Matcher, *behaviours: Behaviour) -> None:
+        """Script the next requests whose body `matches`, in order, ahead of `enqueue`'s queue:
+        for calls that race each other, such as a chat's title beside its answer."""
+        self._routes.append((matches, deque(behaviours)))
+
     def reset(self) -> None:
         """Forget the script and the recorded requests, and restore `default`, between tests."""
         self._queue.clear()
+        self._routes.clear()
         self.requests = []
         self.default = self._initial_default
 
@@ -215,7 +224,7 @@ class FakeAnthropic(LoopbackServer):
             return _error_response(Status(401, "invalid x-api-key"))
         if "anthropic-version" not in recorded.headers:
             return _error_response(Status(400, "anthropic-version: header is required"))
-        behaviour = self._queue.popleft() if self._queue else self.default
+        behaviour = _next_behaviour(self._routes, self._queue, self.default, body)
         if isinstance(behaviour, Status):
             return _error_response(behaviour)
         if isinstance(behaviour, Stall) and behaviour.before_headers:

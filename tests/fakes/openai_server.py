@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +129,8 @@ class Status:
 
 
 Behaviour = Reply | ToolCalls | Status
+Matcher = Callable[[dict[str, Any]], bool]
+"""Picks requests by their JSON body, for `enqueue_for`."""
 
 
 @dataclass
@@ -147,6 +149,7 @@ class FakeOpenAI:
         self.default = self._initial_default = default
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Behaviour] = deque()
+        self._routes: list[tuple[Matcher, deque[Behaviour]]] = []
         self._host = host
         self._port = port
         self._server: uvicorn.Server | None = None
@@ -161,9 +164,15 @@ class FakeOpenAI:
         """Script the next requests, in order."""
         self._queue.extend(behaviours)
 
+    def enqueue_for(self, matches: Matcher, *behaviours: Behaviour) -> None:
+        """Script the next requests whose body `matches`, in order, ahead of `enqueue`'s queue:
+        for calls that race each other, such as a chat's title beside its answer."""
+        self._routes.append((matches, deque(behaviours)))
+
     def reset(self) -> None:
         """Forget the script and the recorded requests, and restore `default`, between tests."""
         self._queue.clear()
+        self._routes.clear()
         self.requests = []
         self.default = self._initial_default
 
@@ -214,7 +223,7 @@ class FakeOpenAI:
         body = await request.json()
         recorded = RecordedRequest(body=body, headers=dict(request.headers))
         self.requests.append(recorded)
-        behaviour = self._queue.popleft() if self._queue else self.default
+        behaviour = _next_behaviour(self._routes, self._queue, self.default, body)
         if isinstance(behaviour, Status):
             headers = {}
             if behaviour.retry_after is not None:
@@ -230,6 +239,16 @@ class FakeOpenAI:
         steps = _steps(behaviour, model, include_usage)
         split = isinstance(behaviour, Reply) and behaviour.split_bytes
         return _RecordingStream(_write(steps, split), recorded)
+
+
+def _next_behaviour(
+    routes: list[tuple[Matcher, deque[Any]]], queue: deque[Any], default: Any, body: dict[str, Any]
+) -> Any:
+    """The first matching route's next behaviour, else the queue's next, else `default`."""
+    for matches, scripted in routes:
+        if scripted and matches(body):
+            return scripted.popleft()
+    return queue.popleft() if queue else default
 
 
 class _AbruptClose(Exception):

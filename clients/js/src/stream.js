@@ -102,8 +102,7 @@ export class KaiwaStream {
    * before the stop.
    */
   async finalText() {
-    // eslint-disable-next-line no-unused-vars
-    for await (const _ of this);
+    for await (const _ of this); // what is left of it
     return this.#cursor.state.text;
   }
 
@@ -145,19 +144,24 @@ export class KaiwaStream {
     if (this.#iterating) throw new KaiwaError("This stream is already being iterated");
     this.#iterating = true;
     this.#closed = false;
-    let failed = true;
+    // Stays false when the caller leaves the loop early: the stream may be iterated again, and
+    // its signal still stops the answer.
+    let ended = false;
     try {
       let response = await this.#first();
       while (response !== null) {
         const failure = yield* this.#read(response);
         response = failure === CLOSED ? null : await this.#reconnect(failure);
       }
+      ended = true;
       if (this.#cursor.error) throw this.#cursor.error;
-      failed = false;
+    } catch (error) {
+      ended = true;
+      throw error;
     } finally {
       this.#iterating = false;
       this.#controller?.abort();
-      if (failed || this.#cursor.finished) {
+      if (ended) {
         this.#failWaiters(new KaiwaError("The stream ended before its response id was known"));
         this.#release();
       }

@@ -175,7 +175,7 @@ test("silence longer than the timeout counts as a drop and is resumed", async ()
   );
 });
 
-test("when every reconnection fails, the events that arrived come first, then the error", async () => {
+test("when every reconnection fails, what arrived comes first, then the error", async () => {
   await serve(
     {
       [`POST ${MESSAGES}`]: (req, res) => {
