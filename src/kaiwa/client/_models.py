@@ -5,6 +5,7 @@ page = client.messages.list(chat.id, limit=20)                  # Page[Message]
 for message in page.items:
     print(message.role, message.content, message.meta.status)
 page.has_next                                                   # more after this page?
+form = FormRequest.from_state(stream.state)                     # the form a paused answer awaits
 """
 
 from __future__ import annotations
@@ -14,14 +15,20 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from kaiwa.protocol import Pagination, TokenUsage
+from kaiwa.protocol import Pagination, ResponseState, TokenUsage
 from kaiwa.protocol.events import ResponseStatus as Status
 
 T = TypeVar("T")
 
 Role = Literal["user", "assistant", "system"]
 FeedbackType = Literal["sys_helpful", "sys_improve"]
+FieldType = Literal["shortText", "longText", "number", "dropdown", "radio", "checkbox", "date"]
+FileScope = Literal["persistent", "ephemeral"]
+"""`ephemeral` files expire after a while unless a message has them attached."""
+DocumentStatus = Literal["processing", "ready", "failed"]
 JsonObject = dict[str, JsonValue]
+
+FORM_STEP = "consultant_request_form"
 
 
 class _Model(BaseModel):
@@ -56,6 +63,18 @@ class MessageMeta(_Model):
     """[ext] True for an answer replaced by a regenerated one."""
 
 
+class AttachedFile(_Model):
+    """A file attached to a message. kaiwa sends the upload's keys; other servers may send only
+    some of them (or Codeer's `id`, `name`, `url`), so none is required."""
+
+    uuid: str | None = None
+    original_name: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+    file_url: str | None = None
+    scope: FileScope | None = None
+
+
 class Message(_Model):
     id: int
     group_id: str
@@ -63,7 +82,7 @@ class Message(_Model):
     content: str
     created_at: datetime
     meta: MessageMeta = Field(default_factory=MessageMeta)
-    attached_files: list[JsonObject] = Field(default_factory=list)
+    attached_files: list[AttachedFile] = Field(default_factory=list)
 
 
 class Agent(_Model):
@@ -118,6 +137,117 @@ class ResponseStatus(_Model):
     assistant_message_id: int | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class FormOption(_Model):
+    value: str
+    """What to submit."""
+    label: str
+    """What to show."""
+
+
+class FormField(_Model):
+    name: str
+    """The key of its value in `forms.submit(..., values)`."""
+    label: str
+    type: FieldType
+    """`number` takes a number, `date` a `YYYY-MM-DD` string, `checkbox` a list of option
+    values, `dropdown` and `radio` one option value, the texts a string."""
+    required: bool = False
+    options: list[FormOption] = Field(default_factory=list)
+    """The choices of `dropdown`, `radio` and `checkbox`."""
+    question: str | None = None
+    """[ext] A longer prompt than the label, when the schema has one."""
+
+
+class FormRequest(_Model):
+    """The form a paused answer waits for (its `completed` event has `status: "awaiting_form"`).
+
+    Read it from the stream (`stream.form_request()`) or from any `ResponseState`, then answer
+    it with `client.forms.submit(chat_id, form.id, values)` or `client.forms.stream(...)`.
+    """
+
+    id: str
+    """The `form_request_id` to submit to."""
+    fields: list[FormField]
+    title: str | None = None
+    step_id: str | None = None
+    """The reasoning step that asked; the continuation starts by ending it."""
+
+    @classmethod
+    def from_state(cls, state: ResponseState) -> FormRequest | None:
+        """The form the answer ended waiting for, or None (not ended, or ended otherwise)."""
+        if state.status != "awaiting_form":
+            return None
+        for step in reversed(state.steps):
+            if step.get("type") == FORM_STEP and "result" not in step:
+                args = step.get("args") or {}
+                return cls.model_validate(
+                    {
+                        "id": args.get("form_request_id"),
+                        "fields": args.get("fields") or [],
+                        "title": args.get("title") or None,
+                        "step_id": step.get("id"),
+                    }
+                )
+        return None
+
+
+class UploadedFile(_Model):
+    """A file uploaded for chats: attach it by `uuid` (`attached_file_uuids=`)."""
+
+    uuid: str
+    original_name: str
+    content_type: str
+    size: int
+    file_url: str
+    """Where to download it (with the same API key): `client.files.download(uuid)`."""
+    scope: FileScope = "persistent"
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    """[ext] When an `ephemeral` file goes if no message has it attached."""
+    extraction_error: str | None = None
+    """[ext] Why no text could be read from it (the `lookup` tool then cannot search it)."""
+
+
+class KnowledgeBase(_Model):
+    """[ext] A set of documents that `knowledge_base` tools search."""
+
+    id: str
+    name: str
+    description: str = ""
+    document_count: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Document(_Model):
+    """[ext] One document of a knowledge base; searchable once `status` is `ready`."""
+
+    id: str
+    knowledge_base_id: str
+    title: str
+    source: str = ""
+    """The uploaded file's name; empty for a document sent as text."""
+    content_type: str | None = None
+    size: int | None = None
+    status: DocumentStatus
+    error: str | None = None
+    """Why indexing failed (status `failed`)."""
+    chunk_count: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class SearchHit(_Model):
+    """[ext] One passage found by `knowledge_bases.search`, best first."""
+
+    document_id: str
+    title: str
+    chunk_id: int
+    snippet: str
+    score: float
+    """In (0, 1]: higher is better."""
 
 
 class Page(_Model, Generic[T]):

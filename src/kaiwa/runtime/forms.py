@@ -88,8 +88,13 @@ async def store_submission(
     form = await session.get(FormRequest, submission.form_request_id)
     if form is None or form.chat_id != opened.chat.id:
         raise ApiError(ErrorCode.NOT_FOUND, f"Form request {submission.form_request_id} not found")
+    if form.status == "submitted":
+        raise ApiError(ErrorCode.CONFLICT, f"Form request {form.id} has already been submitted")
     if form.status != "pending":
-        raise ApiError(ErrorCode.CONFLICT, f"Form request {form.id} has already been {form.status}")
+        raise ApiError(
+            ErrorCode.CONFLICT,
+            f"Form request {form.id} has expired: the chat has moved on to a newer message",
+        )
     try:
         values = check_values(form.fields, submission.values)
     except ValueError as exc:

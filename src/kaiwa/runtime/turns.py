@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.llm import ChatMessage, ToolCall
 from kaiwa.protocol import ApiError, ErrorCode, ResponseCreated
 from kaiwa.store import agents, files, messages, responses, workspaces
 from kaiwa.store.db import now
-from kaiwa.store.models import Agent, Chat, Message, Response
+from kaiwa.store.models import Agent, Chat, FormRequest, Message, Response
 
 HISTORY_MESSAGES = 40
 """How many earlier messages of the chat the model sees."""
@@ -116,6 +117,7 @@ async def store_turn(
     attached = await files.check_attachable(
         session, request.workspace_id, request.attached_file_uuids
     )
+    await expire_forms(session, chat.id)
     response_id = str(uuid.uuid4())
     if request.regenerate:
         # Found by its own query: its answers, however many, never push it out of the history.
@@ -158,6 +160,18 @@ async def store_turn(
         include_tool_tags=request.include_tool_tags,
         resume_token=resume_token,
     )
+
+
+async def expire_forms(session: AsyncSession, chat_id: int) -> None:
+    """A new turn moves the chat on: forms still waiting for values can no longer be answered."""
+    pending = await session.scalars(
+        select(FormRequest).where(FormRequest.chat_id == chat_id, FormRequest.status == "pending")
+    )
+    for form in pending:
+        form.status = "expired"
+        asked = await session.get(Message, form.message_id)
+        if asked is not None:
+            asked.meta = {**asked.meta, "form_request": {"id": form.id, "status": "expired"}}
 
 
 @dataclass(frozen=True, slots=True)
