@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from api_support import Api, data, envelope, error
-from conftest import MakeApi
 
 from kaiwa.protocol import ResponseCreated
 
@@ -28,9 +28,10 @@ async def test_create_agent_returns_it_with_defaults(api: Api) -> None:
     assert data(await api.get(f"/api/v1/agents/{agent['id']}")) == agent
 
 
-async def test_create_agent_with_every_field(make_api: MakeApi) -> None:
+async def test_create_agent_with_every_field(make_api: Callable[..., Awaitable[Api]]) -> None:
     # Web search needs a provider; it is not reached while an agent is saved.
     api = await make_api(web_search={"provider": "searxng", "base_url": "http://127.0.0.1:9"})
+    kb = envelope(await api.post("/api/v1/knowledge-bases", json={"name": "FAQ"}))["data"]
     fields = {
         "name": "Full",
         "description": "d",
@@ -40,7 +41,7 @@ async def test_create_agent_with_every_field(make_api: MakeApi) -> None:
             {"type": "web_search", "domains": ["example.com"]},
             {"type": "lookup"},
             {"type": "call_agent", "agent_id": UNKNOWN_UUID, "invocation_instruction": "ask"},
-            {"type": "knowledge_base", "knowledge_base_ids": ["kb1"]},
+            {"type": "knowledge_base", "knowledge_base_ids": [kb["id"]]},
             {"type": "fetch_web_content"},
             {
                 "type": "request_form",
@@ -54,6 +55,13 @@ async def test_create_agent_with_every_field(make_api: MakeApi) -> None:
     for name, value in fields.items():
         assert agent[name] == value, name
     assert agent["use_search"] is True
+
+
+async def test_an_unknown_knowledge_base_is_refused(api: Api) -> None:
+    tools = [{"type": "knowledge_base", "knowledge_base_ids": [UNKNOWN_UUID]}]
+    body = {"name": "x", "unified_tools": tools}
+    message = error(await api.post("/api/v1/agents", json=body), 400, 10006)
+    assert f"knowledge base {UNKNOWN_UUID} not found" in message
 
 
 async def test_web_search_without_a_provider_is_refused_saying_why(api: Api) -> None:

@@ -17,7 +17,7 @@ from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
 from kaiwa.server.routes.params import check_name
 from kaiwa.server.schemas import AgentFields, CreateAgent, agent_out
-from kaiwa.store import agents
+from kaiwa.store import agents, knowledge
 from kaiwa.store.models import Agent
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
@@ -38,6 +38,21 @@ def _check(fields: dict[str, Any], services: ServicesDep) -> None:
             raise ApiError(ErrorCode.BAD_REQUEST, str(exc)) from None
 
 
+async def _check_references(
+    session: AsyncSession, workspace_id: str, fields: dict[str, Any]
+) -> None:
+    """The knowledge bases an agent's tools name must be the workspace's own."""
+    for index, tool in enumerate(fields.get("unified_tools") or ()):
+        if tool.get("type") != "knowledge_base":
+            continue
+        for kb_id in tool.get("knowledge_base_ids") or ():
+            if await knowledge.get_knowledge_base(session, workspace_id, kb_id) is None:
+                raise ApiError(
+                    ErrorCode.BAD_REQUEST,
+                    f"unified_tools[{index}].knowledge_base_ids: knowledge base {kb_id} not found",
+                )
+
+
 async def _agent(session: AsyncSession, workspace_id: str, agent_id: UUID) -> Agent:
     agent = await agents.get_agent(session, workspace_id, str(agent_id))
     if agent is None:
@@ -51,6 +66,7 @@ async def create_agent(
 ) -> JSONResponse:
     fields = body.changes()
     _check(fields, services)
+    await _check_references(session, caller.workspace_id, fields)
     agent = await agents.create_agent(session, caller.workspace_id, **fields)
     await session.commit()
     return ok(agent_out(agent))
@@ -82,6 +98,7 @@ async def update_agent(
     agent = await _agent(session, caller.workspace_id, agent_id)
     fields = body.changes()
     _check(fields, services)
+    await _check_references(session, caller.workspace_id, fields)
     agents.update_agent(agent, **fields)
     await session.commit()
     return ok(agent_out(agent))
