@@ -301,18 +301,27 @@ async def test_wrong_arguments_and_unknown_tools_never_stop_the_answer(api: Api)
                 call("call_agent", "c1", agent="nobody", question="q"),
                 call("teleport", "c2", where="moon"),
                 call("call_agent", "c3", agent="helper"),
+                {"tool_call": {"id": "c4", "name": "call_agent", "arguments": '{"agent": "hel'}},
             ],
             [{"text": "done anyway"}],
         ],
     )
     chat = await api.create_chat(agent_id)
     stream = await api.stream(chat["id"], "hello", agent_id=agent_id)
-    first, second = ends(stream)
+    first, second, third = ends(stream)
     assert first.step.result.success is False
     assert "argument 'agent' must be one of: helper" in first.step.result.data["error"]
     assert second.step.result.success is False
     assert "argument 'question'" in second.step.result.data["error"]
-    assert len(starts(stream)) == 2  # the unknown tool is no step
+    assert third.step.result.data == {
+        "error": "the arguments the model wrote are not a JSON object"
+    }
+    assert [s.step.content for s in starts(stream)] == [
+        "Asking nobody",
+        "Asking helper",
+        "Asking another agent",
+    ]
+    assert len(starts(stream)) == 3  # the unknown tool is no step
     assert stream.completed.final_text == "done anyway"
     assert stream.completed.status == "completed"
 

@@ -272,14 +272,12 @@ def steps(streamed: Streamed) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     return [(start, ends[start["id"]]) for start in starts]
 
 
-def completed(streamed: Streamed, text: str) -> dict[str, Any]:
-    """The `completed` event, after checking its text is the deltas' and equals `text`."""
+def assert_completed(streamed: Streamed, text: str) -> None:
+    """The answer completed with `text`, which is what the deltas said."""
     (done,) = streamed.of("response.output_text.completed")
     deltas = "".join(e["delta"] for e in streamed.of("response.output_text.delta"))
     assert done["final_text"] == deltas == text
     assert done["status"] == "completed"
-    event: dict[str, Any] = done
-    return event
 
 
 def assert_three_calls_counted(streamed: Streamed, run: Run) -> None:
@@ -335,7 +333,7 @@ def test_a_tool_call_runs_as_a_step_and_its_result_goes_back_in_the_provider_sha
     after = [e["delta"] for e in streamed.events[step_end:] if "delta" in e]
     assert first_delta < step_start
     assert "".join(after) == ANSWER
-    completed(streamed, LEAD + ANSWER)
+    assert_completed(streamed, LEAD + ANSWER)
     assert_three_calls_counted(streamed, run)
     assert fake_web.paths == ["/article"]
 
@@ -370,7 +368,7 @@ def test_parallel_tool_calls_run_as_steps_in_order_and_all_results_go_back(
     # One after the other: the second starts once the first has ended.
     kinds = [t.rsplit(".", 1)[1] for t in streamed.types if ".reasoning_step." in t]
     assert kinds == ["start", "end", "start", "end"]
-    completed(streamed, ANSWER)
+    assert_completed(streamed, ANSWER)
     assert_three_calls_counted(streamed, run)
     assert fake_web.paths == ["/article", "/ja/meta"]
 
@@ -392,9 +390,9 @@ def test_a_call_missing_its_argument_ends_the_step_failed_and_the_model_reads_wh
     ((start, end),) = steps(streamed)
     assert start["type"] == FETCH_STEP
     assert start["args"] == {"address": url}
-    assert start["content"] == MISSING_URL
+    assert start["content"] == "ウェブページを読み込んでいます"  # the user writes Japanese
     assert end["result"] == {"success": False, "data": {"error": MISSING_URL}}
-    completed(streamed, ANSWER)
+    assert_completed(streamed, ANSWER)
     assert_three_calls_counted(streamed, run)
     assert fake_web.paths == []
 
@@ -411,7 +409,7 @@ def test_a_call_to_an_unknown_tool_is_no_step_and_the_model_is_told(
     streamed = run.ask()
 
     assert not [t for t in streamed.types if t.startswith("response.reasoning_step.")]
-    completed(streamed, ANSWER)
+    assert_completed(streamed, ANSWER)
     assert_three_calls_counted(streamed, run)
     assert fake_web.paths == []
 

@@ -29,6 +29,7 @@ from typing import Literal
 
 from kaiwa.config import ProviderSettings
 from kaiwa.llm.base import (
+    NOT_AN_OBJECT,
     ChatMessage,
     ModelError,
     ModelEvent,
@@ -384,7 +385,7 @@ def _finish_call(call: _PartialCall) -> ToolCall:
     else:
         arguments = call.initial if call.initial is not None else {}
     if not isinstance(arguments, dict):
-        raise _BadStream(f"tool call {call.name!r} has arguments that are not a JSON object")
+        return ToolCall(id=call.id, name=call.name, arguments={}, invalid=NOT_AN_OBJECT)
     return ToolCall(id=call.id, name=call.name, arguments=arguments)
 
 

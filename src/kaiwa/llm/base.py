@@ -15,11 +15,18 @@ Role = Literal["system", "user", "assistant", "tool"]
 Purpose = Literal["answer", "title"]
 
 
+NOT_AN_OBJECT = "the arguments the model wrote are not a JSON object"
+"""`ToolCall.invalid` when a provider's tool call arguments do not parse as a JSON object."""
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     id: str
     name: str
     arguments: dict[str, Any]
+    invalid: str | None = None
+    """Why the model's arguments could not be read (not a JSON object): the call's step fails
+    with this reason and the answer goes on, as for any argument the model got wrong."""
 
 
 @dataclass(frozen=True, slots=True)

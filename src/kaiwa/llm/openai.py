@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from kaiwa.config import ProviderSettings
 from kaiwa.llm.base import (
+    NOT_AN_OBJECT,
     ChatMessage,
     ModelError,
     ModelEvent,
@@ -240,12 +241,11 @@ class _ChunkState:
                 arguments = json.loads(call.arguments or "{}")
             except ValueError:
                 arguments = None
-            if not isinstance(arguments, dict):
-                raise _BadStream(
-                    f"tool call {call.name!r} has arguments that are not a JSON object"
-                )
             call_id = call.id or f"call_{index}"
-            events.append(ToolCall(id=call_id, name=call.name, arguments=arguments))
+            if isinstance(arguments, dict):
+                events.append(ToolCall(id=call_id, name=call.name, arguments=arguments))
+            else:
+                events.append(ToolCall(call_id, call.name, {}, invalid=NOT_AN_OBJECT))
         if self._usage is not None:
             events.append(self._usage)
         return events

@@ -24,7 +24,15 @@ import asyncio
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-from kaiwa.llm.base import ModelError, ModelEvent, ModelRequest, TextDelta, ToolCall, Usage
+from kaiwa.llm.base import (
+    NOT_AN_OBJECT,
+    ModelError,
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
 from kaiwa.llm.text import chunks, estimate_tokens, short_title
 
 
@@ -63,10 +71,13 @@ class ScriptedModel:
                 await asyncio.sleep(float(item["delay"]))
             elif "tool_call" in item:
                 call = item["tool_call"]
+                arguments = call.get("arguments", {})
+                # Arguments that are not an object play a model that wrote broken JSON.
                 yield ToolCall(
                     id=str(call.get("id", "call_1")),
                     name=str(call["name"]),
-                    arguments=dict(call.get("arguments", {})),
+                    arguments=arguments if isinstance(arguments, dict) else {},
+                    invalid=None if isinstance(arguments, dict) else NOT_AN_OBJECT,
                 )
             elif "fail" in item:
                 raise ModelError(f"scripted failure: {item['fail']}", partial=streamed)

@@ -152,16 +152,18 @@ async def _step(run: AgentRun, tool: Tool, call: ToolCall) -> tuple[StepStart | 
     text the model reads."""
     step_id = f"step_{uuid.uuid4().hex}"
     language = run.context.language
-    failure: str | None = None
-    try:
-        args = tool.prepare(dict(call.arguments), run.context)
-    except ToolFailure as exc:
-        args, failure = dict(call.arguments), exc.message
+    failure: str | None = call.invalid
+    args = dict(call.arguments)
+    if failure is None:
+        try:
+            args = tool.prepare(args, run.context)
+        except ToolFailure as exc:
+            failure = exc.message
     start = StepStart(
         id=step_id,
         type=tool.step_type,
         tool_name=tool.tool_name,
-        content=tool.describe(args, language) if failure is None else failure,
+        content=tool.describe(args, language),
         args=args,
         timestamp=timestamp(),
     )

@@ -76,7 +76,11 @@ class CallAgentTool(Tool):
         return {"agent_id": callee.agent_id, "agent": callee.name, "question": question}
 
     def describe(self, args: dict[str, Any], language: Language) -> str:
-        name = args.get("agent", "")
+        name = args.get("agent") or ""
+        if not name:
+            return pick(
+                language, en="Asking another agent", ja="別のエージェントに問い合わせています"
+            )
         return pick(language, en=f"Asking {name}", ja=f"{name} に問い合わせています")
 
     async def run(self, args: dict[str, Any], context: ToolContext) -> ToolOutput:

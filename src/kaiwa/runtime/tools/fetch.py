@@ -62,7 +62,9 @@ class FetchTool(Tool):
         return {"url": url}
 
     def describe(self, args: dict[str, Any], language: Language) -> str:
-        url = args.get("url", "")
+        url = args.get("url") or ""
+        if not url:
+            return pick(language, en="Reading a web page", ja="ウェブページを読み込んでいます")
         return pick(language, en=f"Reading {url}", ja=f"{url} を読み込んでいます")
 
     async def run(self, args: dict[str, Any], context: ToolContext) -> ToolOutput:

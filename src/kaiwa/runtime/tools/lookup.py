@@ -56,7 +56,13 @@ class LookupTool(Tool):
         return {"query": text_argument(arguments, "query")}
 
     def describe(self, args: dict[str, Any], language: Language) -> str:
-        query = args.get("query", "")
+        query = args.get("query") or ""
+        if not query:
+            return pick(
+                language,
+                en="Looking through this chat and its files",
+                ja="この会話と添付ファイルから探しています",
+            )
         return pick(
             language,
             en=f"Looking through this chat and its files for “{query}”",

@@ -64,7 +64,11 @@ class RetrieveTool(Tool):
         return {"query": text_argument(arguments, "query")}
 
     def describe(self, args: dict[str, Any], language: Language) -> str:
-        query = args.get("query", "")
+        query = args.get("query") or ""
+        if not query:
+            return pick(
+                language, en="Searching the knowledge base", ja="ナレッジベースを検索しています"
+            )
         return pick(
             language,
             en=f"Searching the knowledge base for “{query}”",

@@ -61,7 +61,9 @@ class SearchWebTool(Tool):
         return {"query": text_argument(arguments, "query", limit=400)}
 
     def describe(self, args: dict[str, Any], language: Language) -> str:
-        query = args.get("query", "")
+        query = args.get("query") or ""
+        if not query:
+            return pick(language, en="Searching the web", ja="ウェブを検索しています")
         return pick(
             language,
             en=f"Searching the web for “{query}”",
