@@ -420,3 +420,23 @@ async def test_a_new_message_expires_the_waiting_form(api: Api) -> None:
     assert "has expired" in error(late, 409, 10004)
     asked = (await api.messages(chat["id"]))[1]
     assert asked["meta"]["form_request"] == {"id": form_id, "status": "expired"}
+
+
+async def test_a_tool_over_its_time_limit_fails_its_step_and_the_answer_goes_on(
+    make_api: Any, fake_web: Any
+) -> None:
+    api = await make_api(tool_timeout=0.5, fetch_allow_private="127.0.0.1")
+    url = fake_web.url("/slow?delay=5")
+    agent_id = await agent(
+        api,
+        tools=[{"type": "fetch_web_content"}],
+        rounds=[[call("fetch_web_content", url=url)], [{"text": "answered anyway"}]],
+    )
+    chat = await api.create_chat(agent_id)
+    stream = await api.stream(chat["id"], "read it", agent_id=agent_id)
+    (end,) = ends(stream)
+    assert end.step.result.success is False
+    assert end.step.result.data == {
+        "error": "fetch_web_content took longer than 0.5 s and was stopped"
+    }
+    assert stream.completed.final_text == "answered anyway"
