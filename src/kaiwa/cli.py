@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--chat", type=int, help="continue this chat instead of starting one")
     chat.add_argument("--once", metavar="QUESTION", help="ask one question, print the answer")
     chat.add_argument("--json", action="store_true", help="print the events as JSON lines")
+    chat.add_argument(
+        "--attach",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="upload a file and attach it to the first question (repeatable)",
+    )
     chat.set_defaults(run=_chat)
     return parser
 
@@ -173,6 +180,7 @@ def _chat(args: argparse.Namespace) -> int:
             chat_id=args.chat,
             once=args.once,
             json=args.json,
+            attach=tuple(args.attach),
         )
     )
 

@@ -1,7 +1,8 @@
 """`kaiwa.client` against a real `kaiwa serve` process: the documented usage word for word, on the
-demo agent in Japanese; non-stream send and regenerate; `stream.cancel()`; and a connection cut
-mid-answer by a proxy, after which the caller still gets every event exactly once. Each test has
-its sync and async twin, side by side.
+demo agent in Japanese; non-stream send and regenerate; `stream.cancel()`; a connection cut
+mid-answer by a proxy, after which the caller still gets every event exactly once; a form asked
+for and answered; an uploaded file attached to a message; a knowledge base searched. Each test
+has its sync and async twin, side by side.
 
 The cut: the client's base URL is a `CuttingProxy`, which kills the connection after a set number
 of bytes, usually inside a frame. The proxy counts every connection's bytes together, so it would
@@ -16,6 +17,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +28,10 @@ from kaiwa.client import (
     APIConnectionError,
     AsyncClient,
     AsyncStream,
+    BadRequestError,
     Client,
+    ConflictError,
+    NotFoundError,
     ResumePolicy,
     Stream,
 )
@@ -35,6 +40,7 @@ from kaiwa.protocol import (
     Event,
     OutputTextCompleted,
     OutputTextDelta,
+    ReasoningStepEnd,
     ResponseCreated,
 )
 
@@ -54,6 +60,18 @@ SLOW_SCRIPT = {"answer": [{"text": FIRST_PART}, *[{"delay": 0.5}] * 20, {"text":
 CUT_AFTER = 1_999
 FAST_RESUME = ResumePolicy(attempts=3, backoff=0.05)
 DEADLINE = 15.0
+FORM_SCHEMA = {
+    "title": "予約",
+    "fields": [
+        {"name": "name", "label": "お名前", "type": "shortText", "required": True},
+        {"name": "count", "label": "人数", "type": "number", "required": True},
+        {"name": "day", "label": "日付", "type": "date"},
+    ],
+}
+FORM_THANKS = "ご記入ありがとうございます"
+NOTE = "配送について。ご注文から3営業日以内に発送します。離島は追加で2日かかります。"
+HOURS = "当店の営業時間は平日の10時から18時までです。土曜日は11時から17時まで営業しています。"
+PRICES = "Proプランの価格は月額2,000円です。年払いにすると2か月分が無料になります。"
 
 
 @dataclass
@@ -62,6 +80,9 @@ class Setup:
     long_agent: str
     slow_agent: str
     quick_agent: str
+    form_agent: str
+    """The built-in model with a `request_form` tool: it asks for the form first, once per chat."""
+    lookup_agent: str
 
     @property
     def key(self) -> str:
@@ -74,7 +95,8 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(kaiwa_launcher: Any) -> Iterator[Setup]:
-    server = kaiwa_launcher.start("client", env={"KAIWA_PING_INTERVAL": "0.2"})
+    env = {"KAIWA_PING_INTERVAL": "0.2", "KAIWA_EMBEDDINGS__PROVIDER": "none"}
+    server = kaiwa_launcher.start("client", env=env)
     try:
         long = server.create_agent(
             name="long", llm_model="scripted/x", meta={"model_settings": {"script": LONG_SCRIPT}}
@@ -85,7 +107,15 @@ def setup(kaiwa_launcher: Any) -> Iterator[Setup]:
         quick = server.create_agent(
             name="quick", llm_model="scripted/x", meta={"model_settings": {"script": QUICK_SCRIPT}}
         )
-        yield Setup(server, long["id"], slow["id"], quick["id"])
+        form = server.create_agent(
+            name="予約",
+            llm_model="builtin/extractive",
+            unified_tools=[{"type": "request_form", "custom_form_schema": FORM_SCHEMA}],
+        )
+        lookup = server.create_agent(
+            name="clerk", llm_model="builtin/extractive", unified_tools=[{"type": "lookup"}]
+        )
+        yield Setup(server, long["id"], slow["id"], quick["id"], form["id"], lookup["id"])
     finally:
         server.stop()
 
@@ -395,3 +425,175 @@ async def test_when_every_reconnection_is_cut_the_stream_gives_up_async(setup: S
         rest = direct.responses.stream(chat.id, str(stream.response_id), after=stream.last_event_id)
         async with rest:
             assert await rest.final_text() == ANSWER
+
+
+# -- forms -----------------------------------------------------------------------------------------
+
+
+def test_a_form_is_asked_for_then_answered_and_the_turn_goes_on(setup: Setup) -> None:
+    agent = setup.form_agent
+    with Client(base_url=setup.server.base_url, api_key=setup.key) as client:
+        chat = client.chats.create(name="form", agent_id=agent)
+        with client.messages.stream(chat.id, "予約をお願いします", agent_id=agent) as stream:
+            asked = stream.final_text()
+        form = stream.form_request()
+        assert form is not None
+        with pytest.raises(BadRequestError) as refused:
+            client.forms.submit(chat.id, form.id, {"name": "山田", "count": "two"})
+        with client.forms.stream(
+            chat.id, form.id, {"name": "山田", "count": 2, "day": "2025-04-01"}
+        ) as rest:
+            events = list(rest)
+            text = rest.final_text()
+        with pytest.raises(ConflictError):
+            client.forms.submit(chat.id, form.id, {"name": "山田", "count": 2})
+        rows = client.messages.list(chat.id).items
+
+    assert stream.state.status == "awaiting_form"
+    assert (form.title, [field.name for field in form.fields]) == ("予約", ["name", "count", "day"])
+    assert (form.fields[1].type, form.fields[1].required) == ("number", True)
+    assert refused.value.message.startswith("values.count:")
+    assert isinstance(events[0], ResponseCreated)
+    assert events[0].response_id != stream.response_id, "the rest is a new response"
+    step_end = events[1]
+    assert isinstance(step_end, ReasoningStepEnd)
+    assert step_end.step.id == form.step_id
+    assert step_end.step.result.data == {"name": "山田", "count": 2, "day": "2025-04-01"}
+    assert FORM_THANKS in text
+    assert rest.form_request() is None
+    assert [row.role for row in rows] == ["user", "assistant", "assistant"]
+    assert [row.content for row in rows[1:]] == [asked, text]
+    assert rows[2].meta.status == "completed"
+
+
+async def test_a_form_is_asked_for_then_answered_and_the_turn_goes_on_async(setup: Setup) -> None:
+    agent = setup.form_agent
+    async with AsyncClient(base_url=setup.server.base_url, api_key=setup.key) as client:
+        chat = await client.chats.create(name="form", agent_id=agent)
+        async with client.messages.stream(chat.id, "予約をお願いします", agent_id=agent) as stream:
+            await stream.final_text()
+        form = stream.form_request()
+        assert form is not None
+        with pytest.raises(BadRequestError) as refused:
+            await client.forms.submit(chat.id, form.id, {"count": 2})
+        text = await client.forms.submit(chat.id, form.id, {"name": "山田", "count": 2.5})
+        with pytest.raises(ConflictError):
+            await client.forms.submit(chat.id, form.id, {"name": "山田", "count": 2})
+
+    assert refused.value.message.startswith("values.name:")
+    assert FORM_THANKS in text
+
+
+# -- uploads ---------------------------------------------------------------------------------------
+
+
+def test_an_uploaded_file_is_attached_and_read_by_the_lookup_tool(
+    setup: Setup, tmp_path: Path
+) -> None:
+    agent = setup.lookup_agent
+    path = tmp_path / "配送メモ.txt"
+    path.write_text(NOTE, encoding="utf-8")
+    with Client(base_url=setup.server.base_url, api_key=setup.key) as client:
+        uploaded = client.files.upload(path)
+        chat = client.chats.create(name="upload", agent_id=agent)
+        with client.messages.stream(
+            chat.id,
+            "離島への配送は何日かかりますか",
+            agent_id=agent,
+            attached_file_uuids=[uploaded.uuid],
+        ) as stream:
+            text = stream.final_text()
+        user = client.messages.list(chat.id).items[0]
+        downloaded = client.files.download(uploaded.uuid)
+
+    assert (uploaded.original_name, uploaded.content_type) == ("配送メモ.txt", "text/plain")
+    assert (uploaded.size, uploaded.scope) == (len(NOTE.encode()), "persistent")
+    (step,) = stream.state.steps
+    assert step["type"] == "consultant_lookup"
+    assert step["result"]["data"]["results"][0]["id"] == uploaded.uuid
+    assert "離島は追加で2日かかります" in text
+    assert [file.uuid for file in user.attached_files] == [uploaded.uuid]
+    assert user.attached_files[0].original_name == "配送メモ.txt"
+    assert downloaded == NOTE.encode()
+
+
+async def test_an_uploaded_file_is_attached_and_read_by_the_lookup_tool_async(
+    setup: Setup,
+) -> None:
+    agent = setup.lookup_agent
+    async with AsyncClient(base_url=setup.server.base_url, api_key=setup.key) as client:
+        uploaded = await client.files.upload(NOTE.encode(), filename="配送.txt", scope="ephemeral")
+        chat = await client.chats.create(name="upload", agent_id=agent)
+        text = await client.messages.send(
+            chat.id,
+            "離島への配送は何日かかりますか",
+            agent_id=agent,
+            attached_file_uuids=[uploaded.uuid],
+        )
+        downloaded = await client.files.download(uploaded.uuid)
+        with pytest.raises(NotFoundError):
+            await client.files.download("00000000-0000-4000-8000-000000000000")
+
+    assert uploaded.scope == "ephemeral"
+    assert uploaded.expires_at is not None
+    assert "離島は追加で2日かかります" in text
+    assert downloaded == NOTE.encode()
+
+
+# -- knowledge bases -------------------------------------------------------------------------------
+
+
+def test_a_knowledge_base_is_filled_searched_and_deleted(setup: Setup, tmp_path: Path) -> None:
+    path = tmp_path / "料金.md"
+    path.write_text("# 料金\n\n" + PRICES, encoding="utf-8")
+    with Client(base_url=setup.server.base_url, api_key=setup.key) as client:
+        kb = client.knowledge_bases.create(name="FAQ", description="よくある質問")
+        hours = client.knowledge_bases.documents.add_text(kb.id, HOURS, title="営業時間")
+        prices = client.knowledge_bases.documents.upload(kb.id, path, title="料金")
+        accepted = (hours.status, prices.status)
+        hours = client.knowledge_bases.documents.wait_ready(kb.id, hours.id, timeout=DEADLINE)
+        prices = client.knowledge_bases.documents.wait_ready(kb.id, prices.id, timeout=DEADLINE)
+        hits = client.knowledge_bases.search(kb.id, "土曜日は何時まで営業していますか", top_k=2)
+        listed = client.knowledge_bases.documents.list(kb.id)
+        renamed = client.knowledge_bases.update(kb.id, name="FAQ 2")
+        client.knowledge_bases.documents.delete(kb.id, prices.id)
+        after_delete = client.knowledge_bases.get(kb.id)
+        every = [item.id for item in client.knowledge_bases.iter_all()]
+        client.knowledge_bases.delete(kb.id)
+        with pytest.raises(NotFoundError):
+            client.knowledge_bases.get(kb.id)
+
+    assert set(accepted) <= {"processing", "ready"}
+    assert (hours.status, prices.status) == ("ready", "ready")
+    assert (prices.title, prices.source) == ("料金", "料金.md")
+    assert hits[0].document_id == hours.id
+    assert "11時から17時" in hits[0].snippet
+    assert 0 < hits[0].score <= 1
+    assert {document.id for document in listed.items} == {hours.id, prices.id}
+    assert (renamed.name, renamed.description, renamed.document_count) == (
+        "FAQ 2",
+        "よくある質問",
+        2,
+    )
+    assert after_delete.document_count == 1
+    assert kb.id in every
+
+
+async def test_a_knowledge_base_is_filled_searched_and_deleted_async(setup: Setup) -> None:
+    async with AsyncClient(base_url=setup.server.base_url, api_key=setup.key) as client:
+        kb = await client.knowledge_bases.create(name="料金")
+        document = await client.knowledge_bases.documents.upload(
+            kb.id, PRICES.encode(), filename="料金.txt"
+        )
+        ready = await client.knowledge_bases.documents.wait_ready(
+            kb.id, document.id, timeout=DEADLINE
+        )
+        hits = await client.knowledge_bases.search(kb.id, "Proプランの価格は?")
+        documents = [d.id async for d in client.knowledge_bases.documents.iter_all(kb.id)]
+        await client.knowledge_bases.delete(kb.id)
+
+    assert ready.status == "ready"
+    assert ready.source == "料金.txt"
+    assert hits[0].document_id == document.id
+    assert "月額2,000円" in hits[0].snippet
+    assert documents == [document.id]

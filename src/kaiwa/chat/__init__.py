@@ -9,11 +9,12 @@
 user picks one. The interactive view needs rich (`pip install 'kaiwa[chat]'`); `--once` and
 `--json` print plainly and work on the base install.
 
-Modules: `session` (agent, chat, ask and stop: no rendering), `plain` (JSON lines, quiet),
-`view` (rich), `app` (the loop and the exit codes).
+An answer that asks for a form is answered by prompting for its fields, then goes on; `--once`
+prints the form request as JSON on stderr and exits 3 instead. `Options.attach` uploads files and
+attaches them to the first question.
 
-Left out: form requests (`awaiting_form`) are not turned into prompts, because the server does
-not serve forms yet.
+Modules: `session` (agent, chat, ask, submit and stop: no rendering), `form` (a form request as
+prompts), `plain` (JSON lines, quiet), `view` (rich), `app` (the loop and the exit codes).
 """
 
 from kaiwa.chat.app import Options, run

@@ -1,8 +1,11 @@
 """One chat with one agent over `kaiwa.client`: pick the agent, open the chat, ask, stop.
 
     session = Session.open(client, agent_id=None, chat_id=None, choose=ask_user)
+    session.attach(["配送メモ.txt"])             # uploaded now, sent with the next question
     turn = session.ask("営業時間は?", view)       # Ctrl-C inside: the answer is stopped
     turn.state.text, turn.state.usage, turn.stopped
+    if (form := turn.form) is not None:        # the answer waits for a form
+        turn = session.submit(form, values, view)
 
 Rendering is the view's business (`View`): this module decides only what happens, so the rich
 terminal view, the JSON lines and `--once` share one way of asking and of stopping.
@@ -14,11 +17,15 @@ its `cancelled` end) is read again from the response's events endpoint, after th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from kaiwa.client import Agent, Client, KaiwaError, Stream, StreamError
+from pydantic import JsonValue
+
+from kaiwa.client import Agent, Client, FormRequest, KaiwaError, Stream, StreamError, UploadedFile
 from kaiwa.protocol import Event, ResponseState
 
 CHAT_NAME = "kaiwa chat"
@@ -44,6 +51,11 @@ class Turn:
     stopped: bool
     """Stopped by the user (Ctrl-C) or ended `cancelled` by the server."""
 
+    @property
+    def form(self) -> FormRequest | None:
+        """The form the answer ended waiting for (`awaiting_form`), if any."""
+        return FormRequest.from_state(self.state)
+
 
 class Session:
     def __init__(self, client: Client, agent_id: str, chat_id: int, agent_name: str = "") -> None:
@@ -51,6 +63,8 @@ class Session:
         self.agent_id = agent_id
         self.agent_name = agent_name or agent_id
         self.chat_id = chat_id
+        self.attached: list[UploadedFile] = []
+        """Uploaded, to be sent with the next question."""
 
     @classmethod
     def open(
@@ -73,22 +87,47 @@ class Session:
         self.chat_id = self.client.chats.create(name=CHAT_NAME, agent_id=self.agent_id).id
         return self.chat_id
 
+    def attach(self, paths: Iterable[str | Path]) -> list[UploadedFile]:
+        """Upload files to go with the next question. Raises `OSError` for an unreadable path."""
+        uploaded = [self.client.files.upload(Path(path)) for path in paths]
+        self.attached.extend(uploaded)
+        return uploaded
+
     def ask(self, question: str, view: View) -> Turn:
         """Stream the answer into `view`. A failed answer is in `state.error`; an error before
-        the stream started (bad key, busy chat, …) raises its `KaiwaError`."""
+        the stream started (bad key, busy chat, …) raises its `KaiwaError`, with nothing shown."""
+        files = [file.uuid for file in self.attached]
+        stream = self.client.messages.stream(
+            self.chat_id, question, agent_id=self.agent_id, attached_file_uuids=files or None
+        )
+        turn = self._answer(stream, view)
+        self.attached = []
+        return turn
+
+    def submit(self, form: FormRequest, values: dict[str, JsonValue], view: View) -> Turn:
+        """Submit a form and stream the rest of the answer, as `ask` does. A refused value
+        raises `BadRequestError` (its message names the field); a second submit `ConflictError`."""
+        return self._answer(self.client.forms.stream(self.chat_id, form.id, values), view)
+
+    def _answer(self, stream: Stream, view: View) -> Turn:
         state = ResponseState()
         interrupted = False
-        stream = self.client.messages.stream(self.chat_id, question, agent_id=self.agent_id)
-        view.begin()
-        try:
+        with contextlib.ExitStack() as opened:
             try:
-                with stream:
-                    _pump(stream, state, view)
+                # The request goes out here: a refusal raises before the view shows anything.
+                opened.enter_context(stream)
             except KeyboardInterrupt:
-                interrupted = True
-                self._stop(stream, state, view)
-        finally:
-            view.end(state, stopped=interrupted or state.status == "cancelled")
+                return Turn(state, stopped=True)
+            view.begin()
+            try:
+                try:
+                    _pump(stream, state, view)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    stream.close()
+                    self._stop(stream, state, view)
+            finally:
+                view.end(state, stopped=interrupted or state.status == "cancelled")
         return Turn(state, interrupted or state.status == "cancelled")
 
     def _stop(self, stream: Stream, state: ResponseState, view: View) -> None:

@@ -12,6 +12,9 @@
         text = stream.final_text()
     text = client.messages.send(chat.id, message="…", agent_id=AGENT)   # not streamed: the text
 
+Also `client.forms` (answer a form a paused answer asks for), `client.files` (uploads to attach),
+`client.agents` and `client.knowledge_bases` (management keys).
+
 `AsyncClient` is the same with `await`, `async with` and `async for`. Streams resume by
 themselves after a dropped connection (`ResumePolicy`); errors form one tree under `KaiwaError`
 (see `kaiwa.client._exceptions`). Needs only httpx and pydantic: no server dependency.
@@ -37,11 +40,19 @@ from kaiwa.client._exceptions import (
 )
 from kaiwa.client._models import (
     Agent,
+    AttachedFile,
     Chat,
+    Document,
     Feedback,
+    FormField,
+    FormOption,
+    FormRequest,
+    KnowledgeBase,
     Message,
     Page,
     ResponseStatus,
+    SearchHit,
+    UploadedFile,
 )
 from kaiwa.client._streaming import AsyncStream, Stream
 
@@ -53,13 +64,19 @@ __all__ = [
     "Agent",
     "AsyncClient",
     "AsyncStream",
+    "AttachedFile",
     "BadRequestError",
     "Chat",
     "Client",
     "ClientUserNotAllowedError",
     "ConflictError",
+    "Document",
     "Feedback",
+    "FormField",
+    "FormOption",
+    "FormRequest",
     "KaiwaError",
+    "KnowledgeBase",
     "Message",
     "NotFoundError",
     "Page",
@@ -68,8 +85,10 @@ __all__ = [
     "RateLimitedError",
     "ResponseStatus",
     "ResumePolicy",
+    "SearchHit",
     "ServerError",
     "Stream",
     "StreamError",
+    "UploadedFile",
     "UpstreamError",
 ]

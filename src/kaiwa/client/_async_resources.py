@@ -20,8 +20,26 @@ import httpx
 
 from kaiwa.client import _calls as calls
 from kaiwa.client._base import Call, StreamCursor
-from kaiwa.client._calls import AgentId, IfBusy, JsonObject, OnDisconnect, OrderBy
-from kaiwa.client._models import Agent, Chat, FeedbackType, Message, Page, ResponseStatus
+from kaiwa.client._calls import (
+    AgentId,
+    FormValues,
+    Id,
+    IfBusy,
+    JsonObject,
+    OnDisconnect,
+    OrderBy,
+)
+from kaiwa.client._files import FileInput, file_part
+from kaiwa.client._models import (
+    Agent,
+    Chat,
+    FeedbackType,
+    FileScope,
+    Message,
+    Page,
+    ResponseStatus,
+    UploadedFile,
+)
 from kaiwa.client._models import Feedback as FeedbackModel
 from kaiwa.client._streaming import AsyncStream
 
@@ -220,6 +238,85 @@ class AsyncMessages(_Resource):
             if_busy=if_busy,
         )
         return self._stream(call, chat_id)
+
+
+class AsyncForms(_Resource):
+    """Answer the form a paused answer asked for (`stream.form_request()`); the turn goes on."""
+
+    async def submit(
+        self,
+        chat_id: int,
+        form_request_id: Id,
+        values: FormValues,
+        *,
+        agent_id: AgentId | None = None,
+        external_user_id: str | None = None,
+        include_tool_tags: bool | None = None,
+        on_disconnect: OnDisconnect | None = None,
+        timeout: float | httpx.Timeout | None = None,  # noqa: ASYNC109 (httpx's, per read)
+    ) -> str:
+        """Submit the values and wait for the rest of the answer: its text.
+
+        A bad value raises `BadRequestError` whose message starts `values.<name>:`; a second
+        submit raises `ConflictError`.
+        """
+        return await self._client._call(
+            calls.submit_form(
+                chat_id,
+                form_request_id,
+                values=values,
+                stream=False,
+                agent_id=agent_id,
+                external_user_id=external_user_id,
+                include_tool_tags=include_tool_tags,
+                on_disconnect=on_disconnect,
+                timeout=timeout,
+            )
+        )
+
+    def stream(
+        self,
+        chat_id: int,
+        form_request_id: Id,
+        values: FormValues,
+        *,
+        agent_id: AgentId | None = None,
+        external_user_id: str | None = None,
+        include_tool_tags: bool | None = None,
+        on_disconnect: OnDisconnect | None = None,
+    ) -> AsyncStream:
+        """`submit`, streamed (a new response of the same turn): use it in a `with` block."""
+        call = calls.submit_form(
+            chat_id,
+            form_request_id,
+            values=values,
+            stream=True,
+            agent_id=agent_id,
+            external_user_id=external_user_id,
+            include_tool_tags=include_tool_tags,
+            on_disconnect=on_disconnect,
+        )
+        return self._stream(call, chat_id)
+
+
+class AsyncFiles(_Resource):
+    """Files to attach to messages (`attached_file_uuids=`)."""
+
+    async def upload(
+        self,
+        file: FileInput,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        scope: FileScope = "persistent",
+    ) -> UploadedFile:
+        """Upload bytes, a path or a binary file object; `ephemeral` files expire unless
+        attached. The name and type default to the path's (see `_files`)."""
+        with file_part(file, filename=filename, content_type=content_type) as part:
+            return await self._client._call(calls.upload_file(part, scope=scope))
+
+    async def download(self, file_uuid: Id) -> bytes:
+        return await self._client._download(calls.download_file(file_uuid))
 
 
 class AsyncFeedback(_Resource):

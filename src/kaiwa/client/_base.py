@@ -2,8 +2,9 @@
 
 The I/O classes use three things from here. `BaseClient.build(call)` gives the `httpx.Request` of
 one endpoint call (a `Call`, from `_calls`); `BaseClient.result(call, response)` turns the answer
-into a model or raises its error; and a `StreamCursor` turns a stream's bytes into typed events,
-across as many connections as it takes, and says when and where to reconnect::
+into a model or raises its error (`BaseClient.content(response)` for a download's bytes); and a
+`StreamCursor` turns a stream's bytes into typed events, across as many connections as it takes,
+and says when and where to reconnect::
 
     cursor = StreamCursor(chat_id=12, policy=ResumePolicy())
     cursor.opened(response)                       # each connection: new decoder, response id
@@ -24,7 +25,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, Literal, TypeVar
+from typing import IO, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -64,6 +65,8 @@ RESPONSE_ID_HEADER = "x-kaiwa-response-id"
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 Params = Mapping[str, str | int]
 JsonBody = Mapping[str, JsonValue]
+FilePart = tuple[str, bytes | IO[bytes], str]
+"""One file of a multipart body: name, content, content type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,11 @@ class Call(Generic[T]):
     params: Params | None = None
     json: JsonBody | None = None
     timeout: httpx.Timeout | None = None
+    files: Mapping[str, FilePart] | None = None
+    """Multipart file parts; with `form`, the body is `multipart/form-data`."""
+    form: Mapping[str, str] | None = None
+    """Multipart text fields."""
+    accept: str = "application/json"
 
 
 def segment(value: object) -> str:
@@ -136,6 +144,8 @@ class BaseClient:
         *,
         params: Params | None = None,
         json: JsonBody | None = None,
+        files: Mapping[str, FilePart] | None = None,
+        form: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
     ) -> httpx.Request:
@@ -145,18 +155,21 @@ class BaseClient:
             url,
             params=dict(params) if params else None,
             json=json,
+            files=dict(files) if files else None,
+            data=dict(form) if form else None,
             headers={"accept": "application/json", **self._headers, **(headers or {})},
             extensions={"timeout": (timeout or self.timeout).as_dict()},
         )
 
     def build(self, call: Call[T], *, stream: bool = False) -> httpx.Request:
-        headers = {"accept": "text/event-stream"} if stream else None
         return self.request(
             call.method,
             call.path,
             params=call.params,
             json=call.json,
-            headers=headers,
+            files=call.files,
+            form=call.form,
+            headers={"accept": "text/event-stream" if stream else call.accept},
             timeout=call.timeout,
         )
 
@@ -180,6 +193,13 @@ class BaseClient:
             return call.parse(body.get("data"), page)
         except ValidationError as exc:
             raise KaiwaError(f"Unexpected answer from {call.method} {call.path}: {exc}") from exc
+
+    @staticmethod
+    def content(response: httpx.Response) -> bytes:
+        """The bytes of a read answer that is not an envelope (a download); raises on an error."""
+        if response.is_error:
+            raise error_from_response(response)
+        return response.content
 
 
 def error_from_response(response: httpx.Response) -> APIError:

@@ -8,6 +8,7 @@ can never disagree on the wire::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, TypeVar
 from uuid import UUID
@@ -15,9 +16,22 @@ from uuid import UUID
 import httpx
 from pydantic import BaseModel, JsonValue
 
-from kaiwa.client._base import Call, JsonBody, Params, segment
+from kaiwa.client._base import Call, FilePart, JsonBody, Params, segment
 from kaiwa.client._exceptions import KaiwaError
-from kaiwa.client._models import Agent, Chat, Feedback, FeedbackType, Message, Page, ResponseStatus
+from kaiwa.client._models import (
+    Agent,
+    Chat,
+    Document,
+    Feedback,
+    FeedbackType,
+    FileScope,
+    KnowledgeBase,
+    Message,
+    Page,
+    ResponseStatus,
+    SearchHit,
+    UploadedFile,
+)
 from kaiwa.protocol import Pagination
 
 M = TypeVar("M", bound=BaseModel)
@@ -28,7 +42,11 @@ OnDisconnect = Literal["continue", "cancel"]
 IfBusy = Literal["reject", "interrupt"]
 """[ext] A response already runs on the chat: `reject` (409, the default) or `interrupt` it."""
 AgentId = str | UUID
+Id = str | UUID
 JsonObject = Mapping[str, JsonValue]
+FormValues = Mapping[str, JsonValue]
+"""`{field name: value}`: a string, a number, a `YYYY-MM-DD` date, an option value, or a list
+of option values (checkbox); leave out an optional field to skip it."""
 
 DEFAULT_LIMIT = 50
 
@@ -181,10 +199,48 @@ def regenerate(
     return Call("POST", path, _text, json=body, timeout=_timeout(timeout))
 
 
+def submit_form(
+    chat_id: int,
+    form_request_id: Id,
+    *,
+    values: FormValues,
+    stream: bool,
+    agent_id: AgentId | None = None,
+    external_user_id: str | None = None,
+    include_tool_tags: bool | None = None,
+    on_disconnect: OnDisconnect | None = None,
+    timeout: float | httpx.Timeout | None = None,
+) -> Call[str]:
+    body = _body(
+        values=dict(values),
+        stream=stream,
+        agent_id=str(agent_id) if agent_id is not None else None,
+        external_user_id=external_user_id,
+        include_tool_tags=include_tool_tags,
+        on_disconnect=on_disconnect,
+    )
+    path = f"/chats/{segment(chat_id)}/form-requests/{segment(form_request_id)}/submit"
+    return Call("POST", path, _text, json=body, timeout=_timeout(timeout))
+
+
 def _timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout | None:
     if timeout is None or isinstance(timeout, httpx.Timeout):
         return timeout
     return httpx.Timeout(timeout)
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def upload_file(part: FilePart, *, scope: FileScope = "persistent") -> Call[UploadedFile]:
+    # `data` is a JSON string in a text part, as in Codeer's API.
+    form = {"data": json.dumps({"scope": scope})}
+    return Call("POST", "/chats/upload-file", _model(UploadedFile), files={"file": part}, form=form)
+
+
+def download_file(file_uuid: Id) -> Call[None]:
+    """The file's bytes (read with `BaseClient.content`, never as an envelope)."""
+    return Call("GET", f"/chats/files/{segment(file_uuid)}", _nothing, accept="*/*")
 
 
 # -- feedback ------------------------------------------------------------------------------------
@@ -314,3 +370,77 @@ def delete_agent(agent_id: AgentId) -> Call[None]:
 
 def publish_agent(agent_id: AgentId) -> Call[Agent]:
     return Call("POST", f"/agents/{segment(agent_id)}/publish", _model(Agent))
+
+
+# -- knowledge bases [ext] -----------------------------------------------------------------------
+
+
+def _kb_path(knowledge_base_id: Id) -> str:
+    return f"/knowledge-bases/{segment(knowledge_base_id)}"
+
+
+def create_knowledge_base(*, name: str, description: str | None = None) -> Call[KnowledgeBase]:
+    body = _body(name=name, description=description)
+    return Call("POST", "/knowledge-bases", _model(KnowledgeBase), json=body)
+
+
+def list_knowledge_bases(
+    *, limit: int = DEFAULT_LIMIT, offset: int = 0
+) -> Call[Page[KnowledgeBase]]:
+    return Call("GET", "/knowledge-bases", _page(KnowledgeBase), params=_paging(limit, offset))
+
+
+def get_knowledge_base(knowledge_base_id: Id) -> Call[KnowledgeBase]:
+    return Call("GET", _kb_path(knowledge_base_id), _model(KnowledgeBase))
+
+
+def update_knowledge_base(
+    knowledge_base_id: Id, *, name: str | None = None, description: str | None = None
+) -> Call[KnowledgeBase]:
+    body = _body(name=name, description=description)
+    return Call("PATCH", _kb_path(knowledge_base_id), _model(KnowledgeBase), json=body)
+
+
+def delete_knowledge_base(knowledge_base_id: Id) -> Call[None]:
+    return Call("DELETE", _kb_path(knowledge_base_id), _nothing)
+
+
+def search_knowledge_base(
+    knowledge_base_id: Id, *, query: str, top_k: int = 5
+) -> Call[list[SearchHit]]:
+    body: JsonBody = {"query": query, "top_k": top_k}
+    return Call("POST", _kb_path(knowledge_base_id) + "/search", _list(SearchHit), json=body)
+
+
+def add_text_document(
+    knowledge_base_id: Id, *, text: str, title: str | None = None
+) -> Call[Document]:
+    path = _kb_path(knowledge_base_id) + "/documents"
+    return Call("POST", path, _model(Document), json=_body(title=title, text=text))
+
+
+def upload_document(
+    knowledge_base_id: Id, part: FilePart, *, title: str | None = None
+) -> Call[Document]:
+    path = _kb_path(knowledge_base_id) + "/documents"
+    form = {"title": title} if title is not None else None
+    return Call("POST", path, _model(Document), files={"file": part}, form=form)
+
+
+def list_documents(
+    knowledge_base_id: Id, *, limit: int = DEFAULT_LIMIT, offset: int = 0
+) -> Call[Page[Document]]:
+    path = _kb_path(knowledge_base_id) + "/documents"
+    return Call("GET", path, _page(Document), params=_paging(limit, offset))
+
+
+def _document_path(knowledge_base_id: Id, document_id: Id) -> str:
+    return f"{_kb_path(knowledge_base_id)}/documents/{segment(document_id)}"
+
+
+def get_document(knowledge_base_id: Id, document_id: Id) -> Call[Document]:
+    return Call("GET", _document_path(knowledge_base_id, document_id), _model(Document))
+
+
+def delete_document(knowledge_base_id: Id, document_id: Id) -> Call[None]:
+    return Call("DELETE", _document_path(knowledge_base_id, document_id), _nothing)

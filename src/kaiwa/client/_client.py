@@ -20,10 +20,13 @@ from typing import Self, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from kaiwa.client._async_knowledge import AsyncKnowledgeBases
 from kaiwa.client._async_resources import (
     AsyncAgents,
     AsyncChats,
     AsyncFeedback,
+    AsyncFiles,
+    AsyncForms,
     AsyncMessages,
     AsyncResponses,
 )
@@ -37,8 +40,9 @@ from kaiwa.client._base import (
     stream_refused,
 )
 from kaiwa.client._calls import next_page
+from kaiwa.client._knowledge import KnowledgeBases
 from kaiwa.client._models import Page
-from kaiwa.client._resources import Agents, Chats, Feedback, Messages, Responses
+from kaiwa.client._resources import Agents, Chats, Feedback, Files, Forms, Messages, Responses
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -69,7 +73,10 @@ class Client(BaseClient):
         self.messages = Messages(self)
         self.feedback = Feedback(self)
         self.responses = Responses(self)
+        self.forms = Forms(self)
+        self.files = Files(self)
         self.agents = Agents(self)
+        self.knowledge_bases = KnowledgeBases(self)
 
     def close(self) -> None:
         if self._owns_http:
@@ -92,6 +99,13 @@ class Client(BaseClient):
         except httpx.TransportError as exc:
             raise connection_error(exc, f"{call.method} {call.path} failed") from exc
         return self.result(call, response)
+
+    def _download(self, call: Call[None]) -> bytes:
+        try:
+            response = self._http.send(self.build(call))
+        except httpx.TransportError as exc:
+            raise connection_error(exc, f"{call.method} {call.path} failed") from exc
+        return self.content(response)
 
     def _open(self, request: httpx.Request) -> httpx.Response:
         """Send a request whose answer is an event stream; raise if it is not one."""
@@ -135,7 +149,10 @@ class AsyncClient(BaseClient):
         self.messages = AsyncMessages(self)
         self.feedback = AsyncFeedback(self)
         self.responses = AsyncResponses(self)
+        self.forms = AsyncForms(self)
+        self.files = AsyncFiles(self)
         self.agents = AsyncAgents(self)
+        self.knowledge_bases = AsyncKnowledgeBases(self)
 
     async def close(self) -> None:
         if self._owns_http:
@@ -158,6 +175,13 @@ class AsyncClient(BaseClient):
         except httpx.TransportError as exc:
             raise connection_error(exc, f"{call.method} {call.path} failed") from exc
         return self.result(call, response)
+
+    async def _download(self, call: Call[None]) -> bytes:
+        try:
+            response = await self._http.send(self.build(call))
+        except httpx.TransportError as exc:
+            raise connection_error(exc, f"{call.method} {call.path} failed") from exc
+        return self.content(response)
 
     async def _open(self, request: httpx.Request) -> httpx.Response:
         """Send a request whose answer is an event stream; raise if it is not one."""

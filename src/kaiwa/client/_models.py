@@ -13,8 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from kaiwa.client._exceptions import KaiwaError
 from kaiwa.protocol import Pagination, ResponseState, TokenUsage
 from kaiwa.protocol.events import ResponseStatus as Status
 
@@ -176,20 +177,27 @@ class FormRequest(_Model):
 
     @classmethod
     def from_state(cls, state: ResponseState) -> FormRequest | None:
-        """The form the answer ended waiting for, or None (not ended, or ended otherwise)."""
+        """The form the answer ended waiting for, or None (not ended, or ended otherwise).
+
+        Raises `KaiwaError` if the form step's arguments are not a form this client can read.
+        """
         if state.status != "awaiting_form":
             return None
         for step in reversed(state.steps):
             if step.get("type") == FORM_STEP and "result" not in step:
                 args = step.get("args") or {}
-                return cls.model_validate(
-                    {
-                        "id": args.get("form_request_id"),
-                        "fields": args.get("fields") or [],
-                        "title": args.get("title") or None,
-                        "step_id": step.get("id"),
-                    }
-                )
+                try:
+                    return cls.model_validate(
+                        {
+                            "id": args.get("form_request_id"),
+                            "fields": args.get("fields") or [],
+                            "title": args.get("title") or None,
+                            "step_id": step.get("id"),
+                        }
+                    )
+                except ValidationError as exc:
+                    message = f"Unreadable form request in step {step.get('id')}: {exc}"
+                    raise KaiwaError(message) from exc
         return None
 
 

@@ -1,4 +1,5 @@
-"""The namespaces of `Client`: `chats`, `messages`, `feedback`, `responses`, `agents`.
+"""The namespaces of `Client`: `chats`, `messages`, `forms`, `files`, `feedback`, `responses`,
+`agents` (`knowledge_bases` is in `_knowledge`).
 
 Each method builds its `Call` in `_calls` and sends it; `_async_resources` is the awaited twin,
 with the same names and parameters (a test keeps the two in step)::
@@ -9,6 +10,8 @@ with the same names and parameters (a test keeps the two in step)::
         ...
     for chat in client.chats.iter_all():                            # every page, lazily
         ...
+    client.files.upload(Path("メモ.txt"))                            # -> UploadedFile
+    client.forms.submit(chat.id, form.id, {"name": "山田"})           # -> str
 """
 
 from __future__ import annotations
@@ -22,8 +25,26 @@ import httpx
 
 from kaiwa.client import _calls as calls
 from kaiwa.client._base import Call, StreamCursor
-from kaiwa.client._calls import AgentId, IfBusy, JsonObject, OnDisconnect, OrderBy
-from kaiwa.client._models import Agent, Chat, FeedbackType, Message, Page, ResponseStatus
+from kaiwa.client._calls import (
+    AgentId,
+    FormValues,
+    Id,
+    IfBusy,
+    JsonObject,
+    OnDisconnect,
+    OrderBy,
+)
+from kaiwa.client._files import FileInput, file_part
+from kaiwa.client._models import (
+    Agent,
+    Chat,
+    FeedbackType,
+    FileScope,
+    Message,
+    Page,
+    ResponseStatus,
+    UploadedFile,
+)
 from kaiwa.client._models import Feedback as FeedbackModel
 from kaiwa.client._streaming import Stream
 
@@ -220,6 +241,85 @@ class Messages(_Resource):
             if_busy=if_busy,
         )
         return self._stream(call, chat_id)
+
+
+class Forms(_Resource):
+    """Answer the form a paused answer asked for (`stream.form_request()`); the turn goes on."""
+
+    def submit(
+        self,
+        chat_id: int,
+        form_request_id: Id,
+        values: FormValues,
+        *,
+        agent_id: AgentId | None = None,
+        external_user_id: str | None = None,
+        include_tool_tags: bool | None = None,
+        on_disconnect: OnDisconnect | None = None,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> str:
+        """Submit the values and wait for the rest of the answer: its text.
+
+        A bad value raises `BadRequestError` whose message starts `values.<name>:`; a second
+        submit raises `ConflictError`.
+        """
+        return self._client._call(
+            calls.submit_form(
+                chat_id,
+                form_request_id,
+                values=values,
+                stream=False,
+                agent_id=agent_id,
+                external_user_id=external_user_id,
+                include_tool_tags=include_tool_tags,
+                on_disconnect=on_disconnect,
+                timeout=timeout,
+            )
+        )
+
+    def stream(
+        self,
+        chat_id: int,
+        form_request_id: Id,
+        values: FormValues,
+        *,
+        agent_id: AgentId | None = None,
+        external_user_id: str | None = None,
+        include_tool_tags: bool | None = None,
+        on_disconnect: OnDisconnect | None = None,
+    ) -> Stream:
+        """`submit`, streamed (a new response of the same turn): use it in a `with` block."""
+        call = calls.submit_form(
+            chat_id,
+            form_request_id,
+            values=values,
+            stream=True,
+            agent_id=agent_id,
+            external_user_id=external_user_id,
+            include_tool_tags=include_tool_tags,
+            on_disconnect=on_disconnect,
+        )
+        return self._stream(call, chat_id)
+
+
+class Files(_Resource):
+    """Files to attach to messages (`attached_file_uuids=`)."""
+
+    def upload(
+        self,
+        file: FileInput,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        scope: FileScope = "persistent",
+    ) -> UploadedFile:
+        """Upload bytes, a path or a binary file object; `ephemeral` files expire unless
+        attached. The name and type default to the path's (see `_files`)."""
+        with file_part(file, filename=filename, content_type=content_type) as part:
+            return self._client._call(calls.upload_file(part, scope=scope))
+
+    def download(self, file_uuid: Id) -> bytes:
+        return self._client._download(calls.download_file(file_uuid))
 
 
 class Feedback(_Resource):

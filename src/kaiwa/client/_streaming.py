@@ -16,7 +16,8 @@ The request goes out when the `with` block is entered, so errors found before th
 the response's events endpoint with the last event id (see `ResumePolicy`) and carries on; the
 caller only ever sees a gap as a pause. A `response.error` event raises its `StreamError` from
 the iterator after every event before it was delivered. `stream.cancel()` stops the answer; the
-stream then ends with `completed` (status `cancelled`) as usual.
+stream then ends with `completed` (status `cancelled`) as usual. An answer that asks for a form
+ends `awaiting_form`, and `stream.form_request()` gives the form.
 
 The bookkeeping (decode, deduplicate, fold, when to reconnect) is `_base.StreamCursor`; what is
 here is the I/O loop, twice.
@@ -35,7 +36,7 @@ import httpx
 from kaiwa.client._base import StreamCursor, connection_error
 from kaiwa.client._calls import cancel_response
 from kaiwa.client._exceptions import APIError, KaiwaError
-from kaiwa.client._models import ResponseStatus
+from kaiwa.client._models import FormRequest, ResponseStatus
 from kaiwa.protocol import Event, ResponseState
 
 if TYPE_CHECKING:
@@ -68,6 +69,13 @@ class _StreamView:
     def state(self) -> ResponseState:
         """Everything the events said so far: text, steps, usage, title, status, error."""
         return self._cursor.state
+
+    def form_request(self) -> FormRequest | None:
+        """The form the answer ended waiting for (`status` `awaiting_form`), else None.
+
+        Answer it with `client.forms.submit(stream.chat_id, form.id, values)` or `.stream(...)`.
+        """
+        return FormRequest.from_state(self._cursor.state)
 
     @staticmethod
     def _check_fresh(iterator: object) -> None:

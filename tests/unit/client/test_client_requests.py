@@ -29,11 +29,14 @@ from kaiwa.client import (
     Agent,
     Chat,
     Client,
+    Document,
     Feedback,
+    KnowledgeBase,
     Message,
     NotFoundError,
     Page,
     ResponseStatus,
+    SearchHit,
 )
 
 NOW = "2025-04-01T09:00:00Z"
@@ -61,6 +64,56 @@ MESSAGE = {
         "superseded": False,
     },
     "attached_files": [],
+}
+FILE_UUID = "0e858958-bea2-474b-a971-d87fdf01b8b8"
+USER_MESSAGE = {
+    **MESSAGE,
+    "id": 40,
+    "role": "user",
+    "content": "離島への配送は?",
+    "attached_files": [
+        {
+            "uuid": FILE_UUID,
+            "original_name": "配送メモ.txt",
+            "content_type": "text/plain",
+            "size": 113,
+            "file_url": f"{BASE_URL}/api/v1/chats/files/{FILE_UUID}",
+            "scope": "persistent",
+            "id": FILE_UUID,
+            "name": "配送メモ.txt",
+        }
+    ],
+}
+FORM_ID = "a11e15de-403f-4245-a564-fe5a5773e93e"
+KB_ID = "3f806d1c-b1ca-4ed2-99f3-ca01a2f7e5a1"
+DOC_ID = "e0648277-52c1-443b-8880-c9c28d528377"
+KB = {
+    "id": KB_ID,
+    "name": "FAQ",
+    "description": "よくある質問",
+    "document_count": 1,
+    "created_at": NOW,
+    "updated_at": NOW,
+}
+DOCUMENT = {
+    "id": DOC_ID,
+    "knowledge_base_id": KB_ID,
+    "title": "営業時間",
+    "source": "",
+    "content_type": "text/plain",
+    "size": 122,
+    "status": "processing",
+    "error": None,
+    "chunk_count": 0,
+    "created_at": NOW,
+    "updated_at": NOW,
+}
+HIT = {
+    "document_id": DOC_ID,
+    "title": "営業時間",
+    "chunk_id": 1,
+    "snippet": "土曜日は11時から17時まで営業しています。",
+    "score": 0.98,
 }
 AGENT = {
     "id": AGENT_ID,
@@ -133,6 +186,8 @@ class Case:
 CHATS = f"/chats/{CHAT_ID}"
 RESPONSE = f"{CHATS}/responses/{RESPONSE_ID}"
 AGENT_PATH = f"/agents/{AGENT_ID}"
+KB_PATH = f"/knowledge-bases/{KB_ID}"
+DOC_PATH = f"{KB_PATH}/documents/{DOC_ID}"
 
 CASES: dict[str, Case] = {
     "chats.published_agents": Case(
@@ -247,6 +302,136 @@ CASES: dict[str, Case] = {
         lambda r: r == "別の答え",
         json={"agent_id": AGENT_ID, "stream": False, "if_busy": "interrupt"},
     ),
+    "messages.list reads the attached files": Case(
+        lambda c: c.messages.list(CHAT_ID),
+        "GET",
+        f"{CHATS}/messages",
+        [USER_MESSAGE, MESSAGE],
+        lambda r: (
+            r.items[0].attached_files[0].uuid == FILE_UUID
+            and r.items[0].attached_files[0].original_name == "配送メモ.txt"
+            and r.items[1].attached_files == []
+        ),
+        params={"limit": "50", "offset": "0"},
+        pagination=paged(2),
+    ),
+    "forms.submit": Case(
+        lambda c: c.forms.submit(CHAT_ID, FORM_ID, {"name": "山田", "count": 2}),
+        "POST",
+        f"{CHATS}/form-requests/{FORM_ID}/submit",
+        "ご記入ありがとうございます。",
+        lambda r: r == "ご記入ありがとうございます。",
+        json={"values": {"name": "山田", "count": 2}, "stream": False},
+    ),
+    "forms.submit with every option": Case(
+        lambda c: c.forms.submit(
+            CHAT_ID,
+            UUID(FORM_ID),
+            {"plans": ["松", "竹"], "day": "2025-04-01"},
+            agent_id=UUID(AGENT_ID),
+            external_user_id="u-1",
+            include_tool_tags=True,
+            on_disconnect="cancel",
+        ),
+        "POST",
+        f"{CHATS}/form-requests/{FORM_ID}/submit",
+        "ok",
+        lambda r: r == "ok",
+        json={
+            "values": {"plans": ["松", "竹"], "day": "2025-04-01"},
+            "stream": False,
+            "agent_id": AGENT_ID,
+            "external_user_id": "u-1",
+            "include_tool_tags": True,
+            "on_disconnect": "cancel",
+        },
+    ),
+    "knowledge_bases.create": Case(
+        lambda c: c.knowledge_bases.create(name="FAQ", description="よくある質問"),
+        "POST",
+        "/knowledge-bases",
+        KB,
+        lambda r: isinstance(r, KnowledgeBase) and r.document_count == 1,
+        json={"name": "FAQ", "description": "よくある質問"},
+    ),
+    "knowledge_bases.list": Case(
+        lambda c: c.knowledge_bases.list(limit=10, offset=20),
+        "GET",
+        "/knowledge-bases",
+        [KB],
+        lambda r: isinstance(r.items[0], KnowledgeBase) and r.items[0].id == KB_ID,
+        params={"limit": "10", "offset": "20"},
+        pagination=paged(1),
+    ),
+    "knowledge_bases.get": Case(
+        lambda c: c.knowledge_bases.get(KB_ID),
+        "GET",
+        KB_PATH,
+        KB,
+        lambda r: r.name == "FAQ",
+    ),
+    "knowledge_bases.update sends only what is given": Case(
+        lambda c: c.knowledge_bases.update(UUID(KB_ID), name="FAQ 2"),
+        "PATCH",
+        KB_PATH,
+        KB,
+        lambda r: isinstance(r, KnowledgeBase),
+        json={"name": "FAQ 2"},
+    ),
+    "knowledge_bases.delete": Case(
+        lambda c: c.knowledge_bases.delete(KB_ID),
+        "DELETE",
+        KB_PATH,
+        {"id": KB_ID, "deleted": True},
+        lambda r: r is None,
+    ),
+    "knowledge_bases.search": Case(
+        lambda c: c.knowledge_bases.search(KB_ID, "土曜日は何時まで?", top_k=3),
+        "POST",
+        f"{KB_PATH}/search",
+        [HIT],
+        lambda r: isinstance(r[0], SearchHit) and r[0].chunk_id == 1 and r[0].score == 0.98,
+        json={"query": "土曜日は何時まで?", "top_k": 3},
+    ),
+    "knowledge_bases.documents.add_text": Case(
+        lambda c: c.knowledge_bases.documents.add_text(KB_ID, "平日は10時から", title="営業時間"),
+        "POST",
+        f"{KB_PATH}/documents",
+        DOCUMENT,
+        lambda r: isinstance(r, Document) and r.status == "processing",
+        json={"title": "営業時間", "text": "平日は10時から"},
+    ),
+    "knowledge_bases.documents.add_text without a title": Case(
+        lambda c: c.knowledge_bases.documents.add_text(KB_ID, "平日は10時から"),
+        "POST",
+        f"{KB_PATH}/documents",
+        DOCUMENT,
+        lambda r: isinstance(r, Document),
+        json={"text": "平日は10時から"},
+    ),
+    "knowledge_bases.documents.list": Case(
+        lambda c: c.knowledge_bases.documents.list(KB_ID),
+        "GET",
+        f"{KB_PATH}/documents",
+        [DOCUMENT],
+        lambda r: isinstance(r.items[0], Document) and not r.has_next,
+        params={"limit": "50", "offset": "0"},
+        pagination=paged(1),
+    ),
+    "knowledge_bases.documents.get": Case(
+        lambda c: c.knowledge_bases.documents.get(KB_ID, DOC_ID),
+        "GET",
+        DOC_PATH,
+        {**DOCUMENT, "status": "failed", "error": "no text could be read"},
+        lambda r: r.status == "failed" and r.error == "no text could be read",
+    ),
+    "knowledge_bases.documents.delete": Case(
+        lambda c: c.knowledge_bases.documents.delete(KB_ID, DOC_ID),
+        "DELETE",
+        DOC_PATH,
+        {"id": DOC_ID, "deleted": True},
+        lambda r: r is None,
+    ),
     "feedback.give": Case(
         lambda c: c.feedback.give(CHAT_ID, 41, type="sys_helpful", content="助かりました"),
         "POST",
@@ -359,15 +544,33 @@ def test_every_namespace_method_has_a_case() -> None:
         "messages.stream",
         "messages.stream_regenerate",
         "responses.stream",
+        "forms.stream",
+        "files.upload",
+        "files.download",
+        "knowledge_bases.documents.upload",
+        "knowledge_bases.documents.wait_ready",
         "chats.iter_all",
         "messages.iter_all",
         "agents.iter_all",
+        "knowledge_bases.iter_all",
+        "knowledge_bases.documents.iter_all",
+    }
+    namespaces = {
+        "chats": client.chats,
+        "messages": client.messages,
+        "forms": client.forms,
+        "files": client.files,
+        "feedback": client.feedback,
+        "responses": client.responses,
+        "agents": client.agents,
+        "knowledge_bases": client.knowledge_bases,
+        "knowledge_bases.documents": client.knowledge_bases.documents,
     }
     methods = {
-        f"{namespace}.{name}"
-        for namespace in ("chats", "messages", "feedback", "responses", "agents")
-        for name in dir(getattr(client, namespace))
-        if not name.startswith("_")
+        f"{path}.{name}"
+        for path, namespace in namespaces.items()
+        for name in dir(namespace)
+        if not name.startswith("_") and callable(getattr(namespace, name))
     }
     client.close()
     assert methods == covered | elsewhere

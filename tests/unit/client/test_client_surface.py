@@ -17,8 +17,10 @@ from kaiwa.client import (
     AsyncStream,
     Client,
     Stream,
+    _async_knowledge,
     _async_resources,
     _client,
+    _knowledge,
     _resources,
 )
 
@@ -29,14 +31,20 @@ PUBLIC = [
     "Agent",
     "AsyncClient",
     "AsyncStream",
+    "AttachedFile",
     "BadRequestError",
     "Chat",
     "Client",
     "ClientUserNotAllowedError",
     "ConflictError",
     "DEFAULT_TIMEOUT",
+    "Document",
     "Feedback",
+    "FormField",
+    "FormOption",
+    "FormRequest",
     "KaiwaError",
+    "KnowledgeBase",
     "Message",
     "NotFoundError",
     "Page",
@@ -45,12 +53,25 @@ PUBLIC = [
     "RateLimitedError",
     "ResponseStatus",
     "ResumePolicy",
+    "SearchHit",
     "ServerError",
     "Stream",
     "StreamError",
+    "UploadedFile",
     "UpstreamError",
 ]
-NAMESPACES = ["Chats", "Messages", "Feedback", "Responses", "Agents"]
+#: Each namespace class, with the modules of its sync and async twins.
+NAMESPACES = {
+    "Chats": (_resources, _async_resources),
+    "Messages": (_resources, _async_resources),
+    "Forms": (_resources, _async_resources),
+    "Files": (_resources, _async_resources),
+    "Feedback": (_resources, _async_resources),
+    "Responses": (_resources, _async_resources),
+    "Agents": (_resources, _async_resources),
+    "KnowledgeBases": (_knowledge, _async_knowledge),
+    "Documents": (_knowledge, _async_knowledge),
+}
 
 
 def test_all_is_pinned() -> None:
@@ -100,8 +121,9 @@ def _shape(signature: inspect.Signature) -> list[tuple[str, object, object, obje
 
 @pytest.mark.parametrize("name", NAMESPACES)
 def test_each_async_namespace_mirrors_its_sync_twin(name: str) -> None:
-    sync = _public_methods(getattr(_resources, name))
-    async_ = _public_methods(getattr(_async_resources, f"Async{name}"))
+    sync_module, async_module = NAMESPACES[name]
+    sync = _public_methods(getattr(sync_module, name))
+    async_ = _public_methods(getattr(async_module, f"Async{name}"))
     assert sync.keys() == async_.keys()
     for method, signature in sync.items():
         assert _shape(signature) == _shape(async_[method]), method
@@ -109,7 +131,7 @@ def test_each_async_namespace_mirrors_its_sync_twin(name: str) -> None:
         twin = twin.replace("Stream", "AsyncStream")
         assert str(async_[method].return_annotation) == twin, method
         is_async = inspect.iscoroutinefunction(
-            getattr(getattr(_async_resources, f"Async{name}"), method)
+            getattr(getattr(async_module, f"Async{name}"), method)
         )
         returns_iterator = "Iterator" in twin or "Stream" in twin
         assert is_async is not returns_iterator, method
@@ -123,13 +145,26 @@ def test_the_clients_mirror_each_other() -> None:
         for p in _shape(inspect.signature(AsyncClient))
         if p[0] not in ("transport", "http_client")
     ]
-    namespaces = {"chats", "messages", "feedback", "responses", "agents"}
+    namespaces = {
+        "chats",
+        "messages",
+        "forms",
+        "files",
+        "feedback",
+        "responses",
+        "agents",
+        "knowledge_bases",
+    }
     sync = Client(base_url="http://kaiwa.test", api_key="k")
     async_ = AsyncClient(base_url="http://kaiwa.test", api_key="k")
     assert {n for n in vars(sync) if not n.startswith("_")} >= namespaces
     assert {n for n in vars(sync) if not n.startswith("_")} == {
         n for n in vars(async_) if not n.startswith("_")
     }
+    for name in namespaces:
+        assert type(getattr(async_, name)).__name__ == "Async" + type(getattr(sync, name)).__name__
+    documents = (sync.knowledge_bases.documents, async_.knowledge_bases.documents)
+    assert [type(namespace).__name__ for namespace in documents] == ["Documents", "AsyncDocuments"]
     sync.close()
 
 
@@ -138,7 +173,15 @@ def test_the_streams_mirror_each_other() -> None:
         return {name for name in dir(cls) if not name.startswith("_")}
 
     assert public(Stream) == public(AsyncStream)
-    assert {"final_text", "cancel", "close", "response_id", "chat_id", "state"} <= public(Stream)
+    assert {
+        "final_text",
+        "cancel",
+        "close",
+        "response_id",
+        "chat_id",
+        "state",
+        "form_request",
+    } <= public(Stream)
     for name in ("final_text", "cancel", "close"):
         assert inspect.iscoroutinefunction(getattr(AsyncStream, name)), name
 
@@ -156,8 +199,8 @@ def _mentions_any(annotation: object) -> bool:
 
 def test_no_public_signature_mentions_any() -> None:
     classes = [Client, AsyncClient, Stream, AsyncStream]
-    classes += [getattr(_resources, name) for name in NAMESPACES]
-    classes += [getattr(_async_resources, f"Async{name}") for name in NAMESPACES]
+    classes += [getattr(sync, name) for name, (sync, _) in NAMESPACES.items()]
+    classes += [getattr(async_, f"Async{name}") for name, (_, async_) in NAMESPACES.items()]
     for cls in classes:
         for name, member in inspect.getmembers(cls, inspect.isfunction):
             if name.startswith("_") and name != "__init__":
