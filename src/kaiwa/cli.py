@@ -197,12 +197,34 @@ def _serve(args: argparse.Namespace) -> int:
     # The banner's example must name the address the server really binds, which may come from
     # KAIWA_HOST / KAIWA_PORT or kaiwa.toml rather than from the flags.
     args.base_url = f"http://{settings.host}:{settings.port}"
-    asyncio.run(_in_transaction(_first_run, args))
+    asyncio.run(_bootstrap(args, settings))
     serve(settings)
     return 0
 
 
-async def _first_run(args: argparse.Namespace, session: AsyncSession) -> int:
+async def _bootstrap(args: argparse.Namespace, settings: Settings) -> None:
+    """Migrate; on an empty database create the demo, its key and the guide agent."""
+    from kaiwa.guide import ensure_guide
+    from kaiwa.store.db import create_engine, migrate, session_factory, transaction
+
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        await migrate(engine)
+        sessions = session_factory(engine)
+        async with transaction(sessions) as session:
+            workspace_id = await _first_run(args, session)
+        if workspace_id is not None:
+            guide = await ensure_guide(sessions, workspace_id, settings)
+            print(
+                f"  guide agent {guide.id}: answers questions about kaiwa from its\n"
+                "  knowledge base, showing its reasoning steps (kaiwa chat --agent <that id>)\n",
+                flush=True,
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _first_run(args: argparse.Namespace, session: AsyncSession) -> str | None:
     """On an empty database, bootstrap a demo and print its key once, so a newcomer can chat."""
     from sqlalchemy import select
 
@@ -211,7 +233,7 @@ async def _first_run(args: argparse.Namespace, session: AsyncSession) -> int:
     from kaiwa.store.models import ApiKey
 
     if await session.scalar(select(ApiKey.id).limit(1)) is not None:
-        return 0
+        return None
     workspace, agent = await ensure_demo(session)
     _key, plaintext = await keys.create_key(session, workspace.id, name="first run")
     base_url = args.base_url
@@ -227,7 +249,7 @@ async def _first_run(args: argparse.Namespace, session: AsyncSession) -> int:
         f"  curl -N -X POST {base_url}/api/v1/chats/1/messages {headers} -d '{message}'\n",
         flush=True,
     )
-    return 0
+    return workspace.id
 
 
 async def _init(args: argparse.Namespace, session: AsyncSession) -> int:

@@ -137,19 +137,44 @@ def test_a_chat_scoped_key_chats_but_cannot_manage_agents(server: Any) -> None:
     assert response.json()["error_code"] == 10001
 
 
-def test_agents_list_shows_the_demo_agent(server: Any) -> None:
-    # Runs after the first-run bootstrap and three inits: still exactly one demo agent.
+def test_agents_list_shows_the_demo_and_guide_agents(server: Any) -> None:
+    # Runs after the first-run bootstrap and three inits: still exactly one of each.
     text = server.cli("agents", "list").stdout
     line = next(line for line in text.splitlines() if server.agent_id in line)
     assert "kaiwa demo" in line
     assert "builtin/extractive" in line
-    (demo,) = json.loads(server.cli("agents", "list", "--json").stdout)
-    assert demo == {
+    listed = json.loads(server.cli("agents", "list", "--json").stdout)
+    by_name = {agent["name"]: agent for agent in listed}
+    assert len(listed) == 2
+    assert by_name["kaiwa demo"] == {
         "id": server.agent_id,
         "name": "kaiwa demo",
         "llm_model": "builtin/extractive",
         "published_version": 1,
     }
+    assert by_name["kaiwa guide"]["published_version"] == 1
+
+
+def test_the_guide_agent_answers_from_its_knowledge_base_offline(server: Any) -> None:
+    (guide,) = [
+        agent
+        for agent in server.ok("GET", "/api/v1/chats/published-agents")
+        if agent["name"] == "kaiwa guide"
+    ]
+    chat = server.create_chat(agent_id=guide["id"])
+    streamed = server.stream(
+        chat["id"], "OpenAI 互換サーバーのモデル設定方法は?", agent_id=guide["id"]
+    )
+    steps = [e["step"] for e in streamed.of("response.reasoning_step.end")]
+    assert [step["type"] for step in steps] == [
+        "consultant_retrieve_context_source",
+        "consultant_lookup",
+    ]
+    sources = steps[0]["result"]["data"]["sources"]
+    assert sources[0]["title"] == "モデルの設定"
+    (completed,) = streamed.of("response.output_text.completed")
+    assert "OPENAI_BASE_URL" in completed["final_text"]
+    assert "出典: モデルの設定" in completed["final_text"]
 
 
 def test_whitelist_mode_gates_chats_by_external_user(server: Any) -> None:
