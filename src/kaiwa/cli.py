@@ -244,6 +244,7 @@ async def _first_run(args: argparse.Namespace, session: AsyncSession) -> str | N
         "\nkaiwa: first run, created a workspace, a demo agent and an API key (shown only once):\n"
         f"  api key   {plaintext}\n"
         f"  agent id  {agent.id}\n"
+        f"Chat in a browser at {base_url}/ with that key, or from a terminal with `kaiwa chat`.\n"
         "Try it: create a chat, then stream an answer in it (the first chat's id is 1):\n"
         f"  curl -s -X POST {base_url}/api/v1/chats {headers} -d '{chat}'\n"
         f"  curl -N -X POST {base_url}/api/v1/chats/1/messages {headers} -d '{message}'\n",

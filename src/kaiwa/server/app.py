@@ -34,6 +34,7 @@ from kaiwa.server.routes import (
     knowledge,
     messages,
     responses,
+    web,
 )
 from kaiwa.store import secrets
 from kaiwa.store.db import create_engine, migrate, session_factory
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         knowledge.router,
         files.router,
         health.router,
+        web.router,
     ):
         app.include_router(router)
     app.add_middleware(
