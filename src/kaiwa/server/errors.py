@@ -44,7 +44,11 @@ def describe_validation(errors: Sequence[Any]) -> str:
     """`name: String should have at most 256 characters; agent_id: Field required`."""
     parts = []
     for error in errors:
-        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+        # The first part says where the value came from (body, query, path), not which field.
+        where = tuple(error.get("loc", ()))
+        if where and where[0] in ("body", "query", "path", "header"):
+            where = where[1:]
+        loc = [str(part) for part in where]
         kind = error.get("type", "")
         if kind == "json_invalid":
             detail = error.get("ctx", {}).get("error", "")

@@ -76,7 +76,7 @@ async def document_counts(
         .where(KbDocument.knowledge_base_id.in_(knowledge_base_ids))
         .group_by(KbDocument.knowledge_base_id)
     )
-    counts = {kb_id: int(count) for kb_id, count in rows.tuples()}
+    counts = {kb_id: int(count) for kb_id, count in rows}
     return {kb_id: counts.get(kb_id, 0) for kb_id in knowledge_base_ids}
 
 
@@ -179,6 +179,11 @@ async def lock_processing(session: AsyncSession, document_id: str) -> KbDocument
     return document
 
 
+_ROWS_PER_STATEMENT = 2000
+# A Core insert: the ORM's bulk path costs twice the time per row, on the event loop.
+_POSTINGS = insert(KbTerm.__table__)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class NewChunk:
     ordinal: int
@@ -212,16 +217,19 @@ async def add_chunks(
     )
     postings = [
         {
-            "chunk_id": chunk_id,
-            "term": term,
             "knowledge_base_id": document.knowledge_base_id,
+            "term": term,
+            "chunk_id": chunk_id,
             "tf": tf,
+            "length": length,
         }
         for chunk_id, chunk in zip(list(ids), chunks, strict=True)
+        for length in [sum(chunk.terms.values())]
         for term, tf in chunk.terms.items()
     ]
-    if postings:
-        await session.execute(insert(KbTerm), postings)
+    # In slices: the rows are prepared on the event loop, which must not stall for long.
+    for start in range(0, len(postings), _ROWS_PER_STATEMENT):
+        await session.execute(_POSTINGS, postings[start : start + _ROWS_PER_STATEMENT])
 
 
 async def finish_document(
@@ -268,7 +276,7 @@ async def searchable(
             KnowledgeBase.workspace_id == workspace_id, KnowledgeBase.id.in_(knowledge_base_ids)
         )
     )
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def _ready_chunks(query: S, knowledge_base_ids: Sequence[str]) -> S:
@@ -277,29 +285,51 @@ def _ready_chunks(query: S, knowledge_base_ids: Sequence[str]) -> S:
     )
 
 
+def _unfinished(knowledge_base_ids: Sequence[str]) -> Select[int]:
+    """Ids of the chunks stored so far for documents still processing: few, and not searchable.
+
+    Excluding them is cheaper than checking every matched chunk's document for `ready`.
+    """
+    return (
+        select(KbChunk.id)
+        .join(KbDocument, KbDocument.id == KbChunk.document_id)
+        .where(
+            KbDocument.knowledge_base_id.in_(knowledge_base_ids),
+            KbDocument.status == "processing",
+        )
+    )
+
+
 async def corpus_size(
     session: AsyncSession, knowledge_base_ids: Sequence[str]
 ) -> tuple[int, float]:
     """How many ready chunks the knowledge bases hold, and their average term count."""
-    query = _ready_chunks(
-        select(func.count(), func.avg(KbChunk.term_count)).select_from(KbChunk), knowledge_base_ids
+    query = select(func.count(), func.avg(KbChunk.term_count)).where(
+        KbChunk.knowledge_base_id.in_(knowledge_base_ids),
+        KbChunk.id.not_in(_unfinished(knowledge_base_ids)),
     )
     count, average = (await session.execute(query)).one()
     return int(count or 0), float(average or 0.0)
+
+
+def _postings(knowledge_base_ids: Sequence[str], terms: Sequence[str]) -> list[Any]:
+    return [
+        KbTerm.knowledge_base_id.in_(knowledge_base_ids),
+        KbTerm.term.in_(terms),
+        KbTerm.chunk_id.not_in(_unfinished(knowledge_base_ids)),
+    ]
 
 
 async def document_frequencies(
     session: AsyncSession, knowledge_base_ids: Sequence[str], terms: Sequence[str]
 ) -> dict[str, int]:
     """In how many ready chunks each term occurs."""
-    query = _ready_chunks(
+    query = (
         select(KbTerm.term, func.count())
-        .select_from(KbTerm)
-        .join(KbChunk, KbChunk.id == KbTerm.chunk_id),
-        knowledge_base_ids,
-    ).where(KbTerm.knowledge_base_id.in_(knowledge_base_ids), KbTerm.term.in_(terms))
-    rows = await session.execute(query.group_by(KbTerm.term))
-    return {term: int(count) for term, count in rows.tuples()}
+        .where(*_postings(knowledge_base_ids, terms))
+        .group_by(KbTerm.term)
+    )
+    return {term: int(count) for term, count in await session.execute(query)}
 
 
 async def bm25(
@@ -323,23 +353,23 @@ async def bm25(
         *((KbTerm.term == term, literal(value, Float)) for term, value in weights.items()),
         else_=literal(0.0, Float),
     )
-    norm = literal(k1 * (1 - b), Float) + literal(k1 * b / max(average_length, 1e-9), Float) * (
-        KbChunk.term_count
+    norm = (
+        literal(k1 * (1 - b), Float)
+        + literal(k1 * b / max(average_length, 1e-9), Float) * KbTerm.length
     )
     score = func.sum(weight * KbTerm.tf * literal(k1 + 1, Float) / (KbTerm.tf + norm)).label(
         "score"
     )
-    query = _ready_chunks(
+    query = (
         select(KbTerm.chunk_id, score, func.sum(weight))
-        .select_from(KbTerm)
-        .join(KbChunk, KbChunk.id == KbTerm.chunk_id),
-        knowledge_base_ids,
-    ).where(KbTerm.knowledge_base_id.in_(knowledge_base_ids), KbTerm.term.in_(list(weights)))
-    rows = await session.execute(
-        query.group_by(KbTerm.chunk_id).order_by(score.desc(), KbTerm.chunk_id).limit(limit)
+        .where(*_postings(knowledge_base_ids, list(weights)))
+        .group_by(KbTerm.chunk_id)
+        .order_by(score.desc(), KbTerm.chunk_id)
+        .limit(limit)
     )
     return [
-        (int(chunk_id), float(value), float(matched)) for chunk_id, value, matched in rows.tuples()
+        (int(chunk_id), float(value), float(matched))
+        for chunk_id, value, matched in await session.execute(query)
     ]
 
 
@@ -362,7 +392,7 @@ async def embeddings(
         select(KbChunk.id, KbChunk.embedding).select_from(KbChunk), [knowledge_base_id]
     ).where(KbChunk.embedding_model == model, KbChunk.embedding.is_not(None))
     rows = await session.execute(query.order_by(KbChunk.id))
-    return [(int(chunk_id), bytes(blob)) for chunk_id, blob in rows.tuples() if blob is not None]
+    return [(int(chunk_id), bytes(blob)) for chunk_id, blob in rows if blob is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,4 +419,4 @@ async def chunks(session: AsyncSession, chunk_ids: Sequence[int]) -> dict[int, C
         .join(KbDocument, KbDocument.id == KbChunk.document_id)
         .where(KbChunk.id.in_(chunk_ids), KbDocument.status == "ready")
     )
-    return {int(row[0]): ChunkView(int(row[0]), *row[1:]) for row in rows.tuples()}
+    return {int(row[0]): ChunkView(int(row[0]), *row[1:]) for row in rows}

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import docx
 
-_TO_UNICODE = b"""/CIDInit /ProcSet findresource begin
+_CMAP_HEAD = b"""/CIDInit /ProcSet findresource begin
 12 dict begin
 begincmap
 /CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def
@@ -23,18 +23,30 @@ begincmap
 1 begincodespacerange
 <0000> <FFFF>
 endcodespacerange
-1 beginbfrange
-<0000> <FFFF> <0000>
-endbfrange
-endcmap
+"""
+_CMAP_TAIL = b"""endcmap
 CMapName currentdict /CIDInit /ProcSet findresource pop end
 end"""
+
+
+def _to_unicode(characters: set[str]) -> bytes:
+    """A ToUnicode CMap for the characters used, each CID mapped to itself (as real PDFs list
+    only the glyphs they use; pypdf reads a 65,536-entry range very slowly)."""
+    codes = sorted(f"{ord(char):04X}" for char in characters if ord(char) <= 0xFFFF)
+    blocks = []
+    for start in range(0, len(codes), 100):
+        part = codes[start : start + 100]
+        pairs = "".join(f"<{code}> <{code}>\n" for code in part)
+        blocks.append(f"{len(part)} beginbfchar\n{pairs}endbfchar\n".encode())
+    return _CMAP_HEAD + b"".join(blocks) + _CMAP_TAIL
 
 
 def _stream(data: bytes, *, compress: bool) -> bytes:
     if compress:
         data = zlib.compress(data)
-        return b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream"
+        return (
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream"
+        )
     return b"<< /Length %d >>\nstream\n" % len(data) + data + b"\nendstream"
 
 
@@ -42,9 +54,7 @@ def _hex(text: str) -> bytes:
     return b"<" + "".join(f"{ord(char):04X}" for char in text).encode() + b">"
 
 
-def pdf_bytes(
-    pages: Sequence[str], *, title: str | None = None, compress: bool = True
-) -> bytes:
+def pdf_bytes(pages: Sequence[str], *, title: str | None = None, compress: bool = True) -> bytes:
     """A PDF with one page per item of `pages`, each line of it a line of text."""
     objects: list[bytes] = []
 
@@ -54,7 +64,7 @@ def pdf_bytes(
 
     catalog = add(b"")  # filled in below, once the page tree's number is known
     pages_ref = add(b"")
-    to_unicode = add(_stream(_TO_UNICODE, compress=False))
+    to_unicode = add(_stream(_to_unicode(set("".join(pages))), compress=False))
     descriptor = add(
         b"<< /Type /FontDescriptor /FontName /KaiwaTest /Flags 4 /FontBBox [0 -200 1000 900]"
         b" /ItalicAngle 0 /Ascent 900 /Descent -200 /CapHeight 700 /StemV 80 >>"

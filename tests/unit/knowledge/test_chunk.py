@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -50,7 +51,7 @@ def test_chunks_never_cut_a_sentence_that_fits() -> None:
 def test_consecutive_chunks_overlap_by_whole_sentences() -> None:
     text = " ".join(f"Sentence number {n} is here." for n in range(30))
     chunks = chunk_text(text, max_chars=120, overlap=60)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         first_sentence = pieces(after)[0]
         assert first_sentence in before
         assert len(after) <= 120

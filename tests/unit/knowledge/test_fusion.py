@@ -18,7 +18,10 @@ def test_ties_go_to_the_smaller_id() -> None:
 
 
 def test_one_empty_ranking_leaves_the_other() -> None:
-    assert fuse([[], [(5, 0.3), (4, 0.2)]]) == [(5, pytest.approx(1.0)), (4, pytest.approx(61 / 62))]
+    assert fuse([[], [(5, 0.3), (4, 0.2)]]) == [
+        (5, pytest.approx(1.0)),
+        (4, pytest.approx(61 / 62)),
+    ]
     assert fuse([[], []]) == []
     assert fuse([]) == []
 

@@ -7,6 +7,7 @@ import io
 
 import pytest
 from pypdf import PdfReader, PdfWriter
+from tests.unit.knowledge.documents import docx_bytes, pdf_bytes
 
 from kaiwa.knowledge.ingest import (
     DOCX,
@@ -16,7 +17,6 @@ from kaiwa.knowledge.ingest import (
     detect_type,
     extract_text,
 )
-from tests.unit.knowledge.documents import docx_bytes, pdf_bytes
 
 JAPANESE = "営業時間は午前9時から午後6時です。定休日は火曜日です。"
 
@@ -48,7 +48,7 @@ def test_cp932_only_characters_decode() -> None:
 
 def test_undecodable_text_is_a_document_error() -> None:
     with pytest.raises(DocumentError, match=r"broken\.txt: .*encoding") as caught:
-        extract_text(b"\xff\xfe\xfd\x80\x81" * 3 + b"\x00\xff", filename="broken.txt", content_type=None)
+        extract_text(b"\x81\x20\x8e\x20" * 4, filename="broken.txt", content_type=None)
     assert isinstance(caught.value, IngestError)
     assert "UTF-8" in caught.value.message
 
@@ -58,7 +58,7 @@ def test_markdown_title_is_its_first_heading() -> None:
     extracted = extract_text(text.encode(), filename="returns.md", content_type=None)
     assert extracted.title == "返品について"
     assert extracted.content_type == "text/markdown"
-    setext = extract_text("Shipping\n========\n\nbody".encode(), filename="s.md", content_type=None)
+    setext = extract_text(b"Shipping\n========\n\nbody", filename="s.md", content_type=None)
     assert setext.title == "Shipping"
 
 
@@ -77,14 +77,19 @@ def test_html_main_text_and_title() -> None:
 
 
 def test_html_in_shift_jis_declared_by_meta() -> None:
-    page = '<html><head><meta charset="shift_jis"><title>価格</title></head><body><p>月額2,480円です。</p></body></html>'
+    page = (
+        '<html><head><meta charset="shift_jis"><title>価格</title></head>'
+        "<body><p>月額2,480円です。</p></body></html>"
+    )
     extracted = extract_text(page.encode("cp932"), filename="p.htm", content_type=None)
     assert extracted.title == "価格"
     assert "月額2,480円" in extracted.text
 
 
 def test_pdf_text_japanese_included_and_title_from_metadata() -> None:
-    data = pdf_bytes(["料金表\n月額2,480円です。", "Page two: prices include tax."], title="料金プラン")
+    data = pdf_bytes(
+        ["料金表\n月額2,480円です。", "Page two: prices include tax."], title="料金プラン"
+    )
     extracted = extract_text(data, filename="prices.pdf", content_type="application/pdf")
     assert extracted.title == "料金プラン"
     assert "月額2,480円です。" in extracted.text

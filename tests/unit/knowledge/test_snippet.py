@@ -33,7 +33,8 @@ def test_a_long_sentence_is_cut_around_the_query_term() -> None:
     sentence = "あ" * 300 + "キャンセル料" + "い" * 300 + "。"
     found = snippet(sentence, "キャンセル料")
     assert "キャンセル料" in found
-    assert found.startswith("…") and found.endswith("…")
+    assert found.startswith("…")
+    assert found.endswith("…")
     assert len(found) <= SNIPPET_CHARS + 2
 
 

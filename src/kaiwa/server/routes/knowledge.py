@@ -10,18 +10,18 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
 from kaiwa.knowledge.index import Indexer, Upload
-from kaiwa.knowledge.ingest import SUPPORTED_TYPES, Extracted, UnsupportedType, detect_type
+from kaiwa.knowledge.ingest import SUPPORTED_TYPES, UnsupportedType, detect_type
 from kaiwa.knowledge.search import Hit, KnowledgeSearch
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.server.deps import ManagerDep, ReadSessionDep, ServicesDep, SessionDep
@@ -40,6 +40,7 @@ from kaiwa.store.db import iso
 from kaiwa.store.models import KbDocument, KnowledgeBase
 
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge bases"])
+B = TypeVar("B", bound=BaseModel)
 
 _DOCUMENT_BODY = {
     "requestBody": {
@@ -238,7 +239,7 @@ class _NewDocument:
     source: str
     content_type: str
     size: int
-    content: Upload | Extracted
+    content: Upload
 
 
 async def _file_document(request: Request, limit: int) -> _NewDocument:
@@ -262,6 +263,11 @@ async def _file_document(request: Request, limit: int) -> _NewDocument:
         except UnsupportedType as exc:
             raise ApiError(ErrorCode.BAD_REQUEST, f"file: {exc.message}") from None
         data = await file.read()
+    if len(data) > limit:
+        raise ApiError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"file: must be at most {limit} bytes (max_upload_bytes), got {len(data)}",
+        )
     if not data:
         raise ApiError(ErrorCode.BAD_REQUEST, f"file: {filename} is empty")
     title = _clean_title(title)
@@ -276,22 +282,21 @@ async def _file_document(request: Request, limit: int) -> _NewDocument:
 
 
 async def _text_document(request: Request) -> _NewDocument:
-    try:
-        body = TextDocument.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False)) from None
+    body = _parse(TextDocument, await request.body())
     text = body.text.strip()
     if not text:
         raise ApiError(ErrorCode.BAD_REQUEST, "text: must not be empty")
     title = _clean_title(body.title) or text.splitlines()[0].strip()[:80]
+    data = body.text.encode()
     content_type = SUPPORTED_TYPES["text"]
     return _NewDocument(
         title=title,
         given_title=title,
         source="",
         content_type=content_type,
-        size=len(body.text.encode()),
-        content=Extracted(title=title, text=text, content_type=content_type),
+        size=len(data),
+        # Through the same pipeline as a file: line endings and stray NULs are tidied there.
+        content=Upload(data=data, filename="", content_type=content_type),
     )
 
 
@@ -354,15 +359,20 @@ async def delete_document(
     return ok({"id": document.id, "deleted": True})
 
 
-@router.post("/{knowledge_base_id}/search")
+@router.post(
+    "/{knowledge_base_id}/search",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SearchKnowledge.model_json_schema()}},
+        }
+    },
+)
 async def search(
-    request: Request,
-    knowledge_base_id: UUID,
-    body: SearchKnowledge,
-    caller: ManagerDep,
-    session: ReadSessionDep,
+    request: Request, knowledge_base_id: UUID, caller: ManagerDep, session: ReadSessionDep
 ) -> JSONResponse:
     """The chunks that best answer `query`, best first; `score` in (0, 1]."""
+    body = _parse(SearchKnowledge, await request.body())
     if not body.query.strip():
         raise ApiError(ErrorCode.BAD_REQUEST, "query: must not be empty")
     await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
@@ -371,3 +381,21 @@ async def search(
         caller.workspace_id, [str(knowledge_base_id)], body.query, top_k=body.top_k
     )
     return ok([hit_out(hit) for hit in hits])
+
+
+def _parse(model: type[B], raw: bytes) -> B:
+    """A JSON body; every error names its field (the shared translation drops a field called
+    `query`, taking it for the location of a query parameter)."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    first = errors[0]
+    if first["type"] == "json_invalid" or not raw.strip():
+        raise RequestValidationError(errors)
+    if first["type"] == "model_type":
+        raise ApiError(ErrorCode.BAD_REQUEST, "The JSON body must be an object")
+    raise ApiError(
+        ErrorCode.BAD_REQUEST,
+        "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors),
+    )

@@ -25,20 +25,24 @@ def upgrade() -> None:
 
     op.create_table(
         "kb_terms",
-        sa.Column("chunk_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("term", sa.String(length=64), nullable=False),
         sa.Column("knowledge_base_id", sa.String(length=36), nullable=False),
+        sa.Column("term", sa.String(length=64), nullable=False),
+        sa.Column("chunk_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("tf", sa.Integer(), nullable=False),
+        sa.Column("length", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["chunk_id"], ["kb_chunks.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("chunk_id", "term"),
+        sa.PrimaryKeyConstraint(
+            "knowledge_base_id", "term", "chunk_id", postgresql_include=["tf", "length"]
+        ),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("kb_terms", schema=None) as batch_op:
-        batch_op.create_index("ix_kb_terms_lookup", ["knowledge_base_id", "term"], unique=False)
+        batch_op.create_index("ix_kb_terms_chunk_id", ["chunk_id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("kb_terms", schema=None) as batch_op:
-        batch_op.drop_index("ix_kb_terms_lookup")
+        batch_op.drop_index("ix_kb_terms_chunk_id")
     op.drop_table("kb_terms")
     with op.batch_alter_table("kb_chunks", schema=None) as batch_op:
         batch_op.drop_column("term_count")
