@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -18,11 +19,12 @@ from sqlalchemy import func, select
 from tests.fakes.embeddings_server import Failure, FakeEmbeddings
 from tests.unit.knowledge.documents import docx_bytes, pdf_bytes
 
-from conftest import MakeApi
 from kaiwa.knowledge.index import STOPPED
 from kaiwa.store.db import new_id, now
 from kaiwa.store.keys import create_key
 from kaiwa.store.models import KbChunk, KbDocument, KbTerm, Workspace
+
+MakeApi = Callable[..., Awaitable[Api]]
 
 KB = "/api/v1/knowledge-bases"
 NO_EMBEDDINGS = {"embeddings": {"provider": "none"}}

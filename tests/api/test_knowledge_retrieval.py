@@ -10,13 +10,15 @@ so that a change that makes retrieval worse fails here; on both databases alike.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from api_support import Api, data
 
-from conftest import MakeApi
 from kaiwa.knowledge.search import Mode
+
+MakeApi = Callable[..., Awaitable[Api]]
 
 CORPUS = Path(__file__).parent.parent / "data" / "kb"
 QUESTIONS = json.loads((CORPUS / "questions.json").read_text(encoding="utf-8"))
