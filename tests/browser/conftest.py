@@ -57,7 +57,9 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KaiwaServer
         server.stop()
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API runs an event loop on this thread while it
+# is open, and the asyncio tests collected after these could not run theirs.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
