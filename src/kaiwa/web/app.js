@@ -135,6 +135,7 @@ class App {
     if (!agent) return;
     this.agent = agent;
     session.agentId = agent.id;
+    this.chats.clear();
     this.newChat();
     await this.loadChats();
   }

@@ -12,6 +12,7 @@ export class ChatList {
   #empty;
   #onOpen;
   #active = null;
+  #added = new Map();
 
   constructor(list, empty, { onOpen }) {
     this.#list = list;
@@ -20,16 +21,27 @@ export class ChatList {
   }
 
   show(chats) {
+    // A listing fetched before a chat was created here must not drop that chat.
+    const listed = new Set(chats.map((chat) => chat.id));
+    const added = [...this.#added.values()].filter((chat) => !listed.has(chat.id));
+    const all = [...added.reverse(), ...chats];
     replace(
       this.#list,
-      chats.map((chat) => this.#item(chat)),
+      all.map((chat) => this.#item(chat)),
     );
-    this.#empty.hidden = chats.length > 0;
+    this.#empty.hidden = all.length > 0;
     this.setActive(this.#active);
+  }
+
+  /** Another agent's chats come next: forget this one's. */
+  clear() {
+    this.#added.clear();
+    this.show([]);
   }
 
   /** A chat just created: first in the list. */
   add(chat) {
+    this.#added.set(chat.id, chat);
     this.#list.prepend(this.#item(chat));
     this.#empty.hidden = true;
     this.setActive(this.#active);
@@ -49,6 +61,8 @@ export class ChatList {
   }
 
   rename(chatId, name) {
+    const added = this.#added.get(chatId);
+    if (added) added.name = name;
     const button = this.#find(chatId)?.firstElementChild;
     if (!button) return;
     button.textContent = name;
