@@ -145,14 +145,33 @@ class Settings(BaseSettings):
     call_agent_max_depth: int = Field(3, ge=1)
     """How deep agents may call agents (a cycle is always refused)."""
     fetch_allow_private: str = ""
-    """Comma-separated hosts or CIDRs that `fetch_web_content` may reach although they are
-    loopback, private or link-local (refused by default)."""
+    """Comma-separated hosts or CIDRs that `fetch_web_content` and batch webhooks may reach
+    although they are loopback, private or link-local (refused by default); a webhook to one of
+    them may also use plain `http`."""
     fetch_max_bytes: int = Field(5 * 1024 * 1024, gt=0)
     fetch_timeout: float = Field(15.0, gt=0)
     web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     ephemeral_file_ttl: float = Field(86400.0, gt=0)
     """Seconds an `ephemeral` upload is kept while no message has it attached."""
+    max_batch_items: int = Field(1000, ge=1)
+    """Requests in one batch (`POST /batches`)."""
+    batch_concurrency: int = Field(4, ge=0)
+    """Batch items this process runs at once; 0: it accepts batches but runs none of them."""
+    batch_poll_interval: float = Field(5.0, gt=0)
+    """Seconds between looks for batch work nobody announced (another replica's, a retry)."""
+    batch_busy_retries: int = Field(5, ge=0)
+    """Times a batch item is retried while its chat is busy with another response."""
+    batch_busy_backoff: float = Field(1.0, ge=0)
+    """Seconds before the first of those retries; doubled for each further one."""
+    batch_webhook_timeout: float = Field(10.0, gt=0)
+    """Seconds one webhook delivery may take."""
+    batch_webhook_attempts: int = Field(5, ge=1)
+    """Deliveries tried before a webhook is given up (recorded as `webhook_error`)."""
+    batch_webhook_backoff: float = Field(2.0, ge=0)
+    """Seconds before the first webhook retry; doubled for each further one."""
+    batch_webhook_signature_header: str = "X-Codeer-Signature"
+    """The header carrying `sha256=<hex HMAC-SHA256(secret, body)>` when a webhook has a secret."""
 
     providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
 

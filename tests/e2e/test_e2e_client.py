@@ -1,8 +1,8 @@
 """`kaiwa.client` against a real `kaiwa serve` process: the documented usage word for word, on the
 demo agent in Japanese; non-stream send and regenerate; `stream.cancel()`; a connection cut
 mid-answer by a proxy, after which the caller still gets every event exactly once; a form asked
-for and answered; an uploaded file attached to a message; a knowledge base searched. Each test
-has its sync and async twin, side by side.
+for and answered; an uploaded file attached to a message; a knowledge base searched; a batch run
+in the background and another cancelled. Each test has its sync and async twin, side by side.
 
 The cut: the client's base URL is a `CuttingProxy`, which kills the connection after a set number
 of bytes, usually inside a frame. The proxy counts every connection's bytes together, so it would
@@ -597,3 +597,72 @@ async def test_a_knowledge_base_is_filled_searched_and_deleted_async(setup: Setu
     assert hits[0].document_id == document.id
     assert "月額2,000円" in hits[0].snippet
     assert documents == [document.id]
+
+
+# -- batches ---------------------------------------------------------------------------------------
+
+
+def test_a_batch_runs_in_the_background_and_another_is_cancelled(setup: Setup) -> None:
+    with Client(base_url=setup.server.base_url, api_key=setup.key) as client:
+        chat = client.chats.create(name="続き", agent_id=setup.quick_agent)
+        client.messages.send(chat.id, "最初の質問", agent_id=setup.quick_agent)
+        batch = client.batches.create(
+            setup.quick_agent,
+            [
+                {"custom_id": "q-1", "message": "営業時間は?"},
+                {"custom_id": "q-2", "message": "送料は?", "name": "送料の質問"},
+                {"custom_id": "q-3", "message": "続けて", "history_id": chat.id},
+            ],
+        )
+        done = client.batches.wait(batch.id, timeout=DEADLINE)
+        results = list(client.batches.iter_results(batch.id, page_size=2))
+        with client.responses.stream(results[0].chat_id or 0, str(results[0].response_id)) as s:
+            replayed = s.final_text()
+        continued = client.messages.list(chat.id).items
+
+        slow = client.batches.create(
+            setup.slow_agent, [{"custom_id": f"s-{n}", "message": "ゆっくり"} for n in range(3)]
+        )
+        ends_at = time.monotonic() + DEADLINE
+        while not any(r.response_id for r in client.batches.results(slow.id).items):
+            assert time.monotonic() < ends_at, "no item of the slow batch started"
+            time.sleep(0.05)
+        started = time.monotonic()
+        client.batches.cancel(slow.id)
+        stopped = client.batches.wait(slow.id, timeout=DEADLINE)
+        stopped_results = client.batches.results(slow.id).items
+        listed = [item.id for item in client.batches.list(limit=2).items]
+        with pytest.raises(BadRequestError, match="already ended"):
+            client.batches.cancel(slow.id)
+
+    assert batch.status in ("pending", "processing")
+    assert (done.status, done.completed_requests, done.ended) == ("completed", 3, True)
+    assert [r.custom_id for r in results] == ["q-1", "q-2", "q-3"]
+    assert all(r.response == QUICK_ANSWER for r in results)
+    assert all(r.usage is not None and r.usage.total_calls == 1 for r in results)
+    assert results[2].chat_id == chat.id
+    assert replayed == QUICK_ANSWER
+    assert [m.content for m in continued] == ["最初の質問", QUICK_ANSWER, "続けて", QUICK_ANSWER]
+    assert time.monotonic() - started < 8, "the batch was stopped, not waited out"
+    assert (stopped.status, stopped.cancelled_requests) == ("cancelled", 3)
+    assert {r.status for r in stopped_results} == {"cancelled"}
+    assert listed == [slow.id, batch.id]
+
+
+async def test_a_batch_runs_in_the_background_and_another_is_cancelled_async(setup: Setup) -> None:
+    async with AsyncClient(base_url=setup.server.base_url, api_key=setup.key) as client:
+        batch = await client.batches.create(
+            setup.quick_agent, [{"custom_id": f"q-{n}", "message": "質問"} for n in range(3)]
+        )
+        done = await client.batches.wait(batch.id, timeout=DEADLINE)
+        results = [r async for r in client.batches.iter_results(batch.id, page_size=2)]
+        slow = await client.batches.create(
+            setup.slow_agent, [{"custom_id": "s", "message": "ゆっくり"}]
+        )
+        cancelled = await client.batches.cancel(slow.id)
+        stopped = await client.batches.wait(slow.id, timeout=DEADLINE)
+
+    assert (done.status, done.completed_requests) == ("completed", 3)
+    assert [r.response for r in results] == [QUICK_ANSWER] * 3
+    assert cancelled.status == "cancelled"
+    assert (stopped.status, stopped.cancelled_requests, stopped.ended) == ("cancelled", 1, True)

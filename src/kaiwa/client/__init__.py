@@ -13,7 +13,8 @@
     text = client.messages.send(chat.id, message="…", agent_id=AGENT)   # not streamed: the text
 
 Also `client.forms` (answer a form a paused answer asks for), `client.files` (uploads to attach),
-`client.agents` and `client.knowledge_bases` (management keys).
+`client.batches` (messages answered in the background), `client.agents` and
+`client.knowledge_bases` (management keys).
 
 `AsyncClient` is the same with `await`, `async with` and `async for`. Streams resume by
 themselves after a dropped connection (`ResumePolicy`); errors form one tree under `KaiwaError`
@@ -21,6 +22,7 @@ themselves after a dropped connection (`ResumePolicy`); errors form one tree und
 """
 
 from kaiwa.client._base import DEFAULT_TIMEOUT, ResumePolicy
+from kaiwa.client._calls import BatchRequest, BatchWebhook
 from kaiwa.client._client import AsyncClient, Client
 from kaiwa.client._exceptions import (
     APIConnectionError,
@@ -41,6 +43,8 @@ from kaiwa.client._exceptions import (
 from kaiwa.client._models import (
     Agent,
     AttachedFile,
+    Batch,
+    BatchItemResult,
     Chat,
     Document,
     Feedback,
@@ -66,6 +70,10 @@ __all__ = [
     "AsyncStream",
     "AttachedFile",
     "BadRequestError",
+    "Batch",
+    "BatchItemResult",
+    "BatchRequest",
+    "BatchWebhook",
     "Chat",
     "Client",
     "ClientUserNotAllowedError",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal, TypeVar
+from typing import Literal, Required, TypedDict, TypeVar
 from uuid import UUID
 
 import httpx
@@ -20,6 +20,8 @@ from kaiwa.client._base import Call, FilePart, JsonBody, Params, segment
 from kaiwa.client._exceptions import KaiwaError
 from kaiwa.client._models import (
     Agent,
+    Batch,
+    BatchItemResult,
     Chat,
     Document,
     Feedback,
@@ -49,6 +51,32 @@ FormValues = Mapping[str, JsonValue]
 of option values (checkbox); leave out an optional field to skip it."""
 
 DEFAULT_LIMIT = 50
+
+
+class BatchRequest(TypedDict, total=False):
+    """One request of a batch: `{"custom_id": "q-1", "message": "…"}` and, optionally, the rest."""
+
+    custom_id: Required[str]
+    """Yours, to match results with requests: unique within the batch, at most 256 chars."""
+    message: Required[str]
+    agent_id: AgentId
+    """Another agent than the batch's, for this request."""
+    external_user_id: str
+    name: str
+    """The name of the chat created for it (its `custom_id` when none)."""
+    attached_file_uuids: Sequence[str | UUID]
+    history_id: int
+    """A chat to continue (it must belong to the request's agent) instead of a new one."""
+
+
+class BatchWebhook(TypedDict, total=False):
+    """Where to POST the batch once it ends: `{"url": "https://…", "secret": "…"}`."""
+
+    url: Required[str]
+    events: Sequence[Literal["completed", "failed", "cancelled"]]
+    """Default: completed and failed."""
+    secret: str
+    """Signs each delivery: `X-Codeer-Signature: sha256=<hex HMAC-SHA256(secret, body)>`."""
 
 
 def _model(cls: type[M]) -> Callable[[JsonValue, Pagination | None], M]:
@@ -444,3 +472,60 @@ def get_document(knowledge_base_id: Id, document_id: Id) -> Call[Document]:
 
 def delete_document(knowledge_base_id: Id, document_id: Id) -> Call[None]:
     return Call("DELETE", _document_path(knowledge_base_id, document_id), _nothing)
+
+
+# -- batches -------------------------------------------------------------------------------------
+
+
+def _batch_request(request: BatchRequest) -> JsonValue:
+    item: dict[str, JsonValue] = {"custom_id": request["custom_id"], "message": request["message"]}
+    if "agent_id" in request:
+        item["agent_id"] = str(request["agent_id"])
+    if "external_user_id" in request:
+        item["external_user_id"] = request["external_user_id"]
+    if "name" in request:
+        item["name"] = request["name"]
+    if "attached_file_uuids" in request:
+        item["attached_file_uuids"] = [str(uuid) for uuid in request["attached_file_uuids"]]
+    if "history_id" in request:
+        item["history_id"] = request["history_id"]
+    return item
+
+
+def _batch_webhook(webhook: BatchWebhook) -> JsonValue:
+    hook: dict[str, JsonValue] = {"url": webhook["url"]}
+    if "events" in webhook:
+        hook["events"] = list(webhook["events"])
+    if "secret" in webhook:
+        hook["secret"] = webhook["secret"]
+    return hook
+
+
+def create_batch(
+    *, agent_id: AgentId, requests: Sequence[BatchRequest], webhook: BatchWebhook | None = None
+) -> Call[Batch]:
+    body = _body(
+        agent_id=str(agent_id),
+        requests=[_batch_request(request) for request in requests],
+        webhook=_batch_webhook(webhook) if webhook is not None else None,
+    )
+    return Call("POST", "/batches", _model(Batch), json=body)
+
+
+def list_batches(*, limit: int = DEFAULT_LIMIT, offset: int = 0) -> Call[Page[Batch]]:
+    return Call("GET", "/batches", _page(Batch), params=_paging(limit, offset))
+
+
+def get_batch(batch_id: Id) -> Call[Batch]:
+    return Call("GET", f"/batches/{segment(batch_id)}", _model(Batch))
+
+
+def batch_results(
+    batch_id: Id, *, limit: int = DEFAULT_LIMIT, offset: int = 0
+) -> Call[Page[BatchItemResult]]:
+    path = f"/batches/{segment(batch_id)}/results"
+    return Call("GET", path, _page(BatchItemResult), params=_paging(limit, offset))
+
+
+def cancel_batch(batch_id: Id) -> Call[Batch]:
+    return Call("POST", f"/batches/{segment(batch_id)}/cancel", _model(Batch))

@@ -20,6 +20,7 @@ from typing import Self, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from kaiwa.client._async_batches import AsyncBatches
 from kaiwa.client._async_knowledge import AsyncKnowledgeBases
 from kaiwa.client._async_resources import (
     AsyncAgents,
@@ -39,6 +40,7 @@ from kaiwa.client._base import (
     is_event_stream,
     stream_refused,
 )
+from kaiwa.client._batches import Batches
 from kaiwa.client._calls import next_page
 from kaiwa.client._knowledge import KnowledgeBases
 from kaiwa.client._models import Page
@@ -77,6 +79,7 @@ class Client(BaseClient):
         self.files = Files(self)
         self.agents = Agents(self)
         self.knowledge_bases = KnowledgeBases(self)
+        self.batches = Batches(self)
 
     def close(self) -> None:
         if self._owns_http:
@@ -153,6 +156,7 @@ class AsyncClient(BaseClient):
         self.files = AsyncFiles(self)
         self.agents = AsyncAgents(self)
         self.knowledge_bases = AsyncKnowledgeBases(self)
+        self.batches = AsyncBatches(self)
 
     async def close(self) -> None:
         if self._owns_http:

@@ -258,6 +258,69 @@ class SearchHit(_Model):
     """In (0, 1]: higher is better."""
 
 
+BatchStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
+BatchItemStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+WebhookEvent = Literal["completed", "failed", "cancelled"]
+
+
+class BatchWebhookInfo(_Model):
+    """Where a batch reports its end; the secret is never shown back."""
+
+    url: str
+    events: list[WebhookEvent] = Field(default_factory=list)
+
+
+class Batch(_Model):
+    """Messages answered in the background (`client.batches`); see `ended` before reading
+    the results as final."""
+
+    id: str
+    status: BatchStatus
+    agent_id: str | None = None
+    """The default agent of its requests."""
+    total_requests: int = 0
+    completed_requests: int = 0
+    failed_requests: int = 0
+    cancelled_requests: int = 0
+    """[ext]"""
+    webhook: BatchWebhookInfo | None = None
+    webhook_delivered_at: datetime | None = None
+    """[ext] When a receiver accepted the webhook (a 2xx answer)."""
+    webhook_error: str | None = None
+    """[ext] Why the webhook was given up, after its retries."""
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+    @property
+    def ended(self) -> bool:
+        """Over, with every request's outcome final (a cancelled batch's running requests have
+        stopped)."""
+        settled = self.completed_requests + self.failed_requests + self.cancelled_requests
+        return (
+            self.status in ("completed", "failed", "cancelled") and settled >= self.total_requests
+        )
+
+
+class BatchItemResult(_Model):
+    """The outcome of one request of a batch, in the order the requests were given."""
+
+    custom_id: str
+    status: BatchItemStatus
+    chat_id: int | None = None
+    """The chat it was answered in (created for it, or its `history_id`)."""
+    response_id: str | None = None
+    """[ext] Its response: `client.responses.stream(chat_id, response_id)` replays it."""
+    response: str | None = None
+    """The answer's final text (the partial text of a cancelled one)."""
+    error: ResponseFailure | None = None
+    usage: TokenUsage | None = None
+    agent_id: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
 class Page(_Model, Generic[T]):
     """One page of a list; `iter_all()` on the same namespace walks every page."""
 

@@ -19,6 +19,7 @@ from kaiwa.knowledge.search import KnowledgeSearch
 from kaiwa.llm import ModelRegistry
 from kaiwa.net import Fetcher, build_web_search
 from kaiwa.runtime import Runtime, TokenSigner
+from kaiwa.runtime.batches import BatchRunner
 from kaiwa.runtime.tools.toolbox import Backends, Limits, Toolbox, chat_lookup
 from kaiwa.server import errors
 from kaiwa.server.deps import Services
@@ -26,6 +27,7 @@ from kaiwa.server.limits import BodyLimitMiddleware
 from kaiwa.server.ratelimit import RateLimiter
 from kaiwa.server.routes import (
     agents,
+    batches,
     chats,
     feedback,
     files,
@@ -93,6 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             toolbox=toolbox,
         )
         await runtime.recover()
+        batch_runner = BatchRunner(
+            sessions=sessions, read_sessions=read_sessions, runtime=runtime, settings=settings
+        )
+        await batch_runner.start()
+        app.state.batches = batch_runner
         app.state.sessions = sessions
         app.state.read_sessions = read_sessions
         app.state.embedder = embedder
@@ -122,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             def start() -> None:
                 if not draining:
+                    batch_runner.stop()
                     draining.append(loop.create_task(runtime.drain(settings.shutdown_grace)))
 
             loop.call_soon_threadsafe(start)
@@ -133,7 +141,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expiry.cancel()
             with suppress(asyncio.CancelledError):
                 await expiry
+            batch_runner.stop()
             await runtime.drain(0)
+            await batch_runner.aclose()
             await indexer.aclose()
             if embedder is not None:
                 await embedder.aclose()
@@ -157,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         forms.router,
         responses.router,
         feedback.router,
+        batches.router,
         agents.router,
         knowledge.router,
         files.router,

@@ -317,3 +317,69 @@ class FormRequest(Base):
     """What the turn needs to go on: the model messages of the turn so far, its tool call."""
     created_at: Mapped[datetime]
     submitted_at: Mapped[datetime | None]
+
+
+class Batch(Base):
+    """An asynchronous batch of messages (`POST /batches`); its items run in the background."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_workspace_created", "workspace_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    agent_id: Mapped[str] = mapped_column(String(36))
+    """The default agent of its items."""
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    """`pending`, `processing`, `completed`, `failed` or `cancelled`."""
+    total_requests: Mapped[int] = mapped_column(Integer)
+    completed_requests: Mapped[int] = mapped_column(Integer, default=0)
+    failed_requests: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled_requests: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_events: Mapped[list[Any]]
+    webhook_secret: Mapped[str | None] = mapped_column(String(255))
+    """Signs the webhook's body; never shown by the API."""
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_delivered_at: Mapped[datetime | None]
+    webhook_error: Mapped[str | None] = mapped_column(Text)
+    """Why the webhook could not be delivered, after its last attempt."""
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    """When the last item ended (batches that end `completed` or `failed`)."""
+    cancelled_at: Mapped[datetime | None]
+
+
+class BatchItem(Base):
+    """One request of a batch: one message, answered in its own (or the given) chat."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "position"),
+        UniqueConstraint("batch_id", "custom_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    custom_id: Mapped[str] = mapped_column(String(256))
+    message: Mapped[str] = mapped_column(Text)
+    agent_id: Mapped[str] = mapped_column(String(36))
+    """The agent that answers: the item's own, else the batch's."""
+    external_user_id: Mapped[str | None] = mapped_column(String(256))
+    name: Mapped[str | None] = mapped_column(String(256))
+    attached_file_uuids: Mapped[list[Any]]
+    history_id: Mapped[int | None] = mapped_column(BigId)
+    """The chat to continue; none: a new chat is created."""
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    """`pending`, `running`, `completed`, `failed` or `cancelled`."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """Times it was taken to run; one taken by a process that died is retried once."""
+    chat_id: Mapped[int | None] = mapped_column(BigId)
+    response_id: Mapped[str | None] = mapped_column(String(36))
+    final_text: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

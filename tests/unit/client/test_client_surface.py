@@ -17,8 +17,10 @@ from kaiwa.client import (
     AsyncStream,
     Client,
     Stream,
+    _async_batches,
     _async_knowledge,
     _async_resources,
+    _batches,
     _client,
     _knowledge,
     _resources,
@@ -33,6 +35,10 @@ PUBLIC = [
     "AsyncStream",
     "AttachedFile",
     "BadRequestError",
+    "Batch",
+    "BatchItemResult",
+    "BatchRequest",
+    "BatchWebhook",
     "Chat",
     "Client",
     "ClientUserNotAllowedError",
@@ -71,6 +77,7 @@ NAMESPACES = {
     "Agents": (_resources, _async_resources),
     "KnowledgeBases": (_knowledge, _async_knowledge),
     "Documents": (_knowledge, _async_knowledge),
+    "Batches": (_batches, _async_batches),
 }
 
 
@@ -154,6 +161,7 @@ def test_the_clients_mirror_each_other() -> None:
         "responses",
         "agents",
         "knowledge_bases",
+        "batches",
     }
     sync = Client(base_url="http://kaiwa.test", api_key="k")
     async_ = AsyncClient(base_url="http://kaiwa.test", api_key="k")

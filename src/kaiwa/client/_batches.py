@@ -1,0 +1,91 @@
+"""The `batches` namespace of `Client`: messages answered in the background.
+
+    batch = client.batches.create(AGENT, [
+        {"custom_id": "q-1", "message": "営業時間は?"},
+        {"custom_id": "q-2", "message": "送料は?", "name": "送料の質問"},
+    ], webhook={"url": "https://example.com/hooks/kaiwa", "secret": SECRET})
+    batch = client.batches.wait(batch.id)                 # ended: completed, failed or cancelled
+    for result in client.batches.iter_results(batch.id):  # in the order of the requests
+        print(result.custom_id, result.status, result.response)
+
+Any key of the workspace may create batches. `_async_batches` is the awaited twin.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+from kaiwa.client import _calls as calls
+from kaiwa.client._calls import AgentId, BatchRequest, BatchWebhook, Id
+from kaiwa.client._exceptions import KaiwaError
+from kaiwa.client._models import Batch, BatchItemResult, Page
+from kaiwa.client._resources import PAGE_SIZE, _Resource
+
+WAIT_TIMEOUT = 600.0
+WAIT_INTERVAL = 0.25
+MAX_WAIT_INTERVAL = 5.0
+
+
+class Batches(_Resource):
+    def create(
+        self,
+        agent_id: AgentId,
+        requests: Sequence[BatchRequest],
+        *,
+        webhook: BatchWebhook | None = None,
+    ) -> Batch:
+        """Store a batch of 1–1000 requests; they run in the background.
+
+        Everything is checked first: a bad request raises (`BadRequestError` naming
+        `requests[i].field`, `NotFoundError` for an unknown agent, chat or file) and nothing is
+        stored.
+        """
+        return self._client._call(
+            calls.create_batch(agent_id=agent_id, requests=requests, webhook=webhook)
+        )
+
+    def list(self, *, limit: int = calls.DEFAULT_LIMIT, offset: int = 0) -> Page[Batch]:
+        """One page of batches, newest first."""
+        return self._client._call(calls.list_batches(limit=limit, offset=offset))
+
+    def iter_all(self, *, page_size: int = PAGE_SIZE) -> Iterator[Batch]:
+        return self._client._paginate(
+            lambda offset: calls.list_batches(limit=page_size, offset=offset)
+        )
+
+    def get(self, batch_id: Id) -> Batch:
+        return self._client._call(calls.get_batch(batch_id))
+
+    def results(
+        self, batch_id: Id, *, limit: int = calls.DEFAULT_LIMIT, offset: int = 0
+    ) -> Page[BatchItemResult]:
+        """One page of the outcomes, in the order of the requests."""
+        return self._client._call(calls.batch_results(batch_id, limit=limit, offset=offset))
+
+    def iter_results(
+        self, batch_id: Id, *, page_size: int = PAGE_SIZE
+    ) -> Iterator[BatchItemResult]:
+        """Every outcome, one page at a time."""
+        return self._client._paginate(
+            lambda offset: calls.batch_results(batch_id, limit=page_size, offset=offset)
+        )
+
+    def cancel(self, batch_id: Id) -> Batch:
+        """Cancel the requests not yet answered and stop those running; an ended batch raises
+        `BadRequestError`."""
+        return self._client._call(calls.cancel_batch(batch_id))
+
+    def wait(
+        self, batch_id: Id, *, timeout: float = WAIT_TIMEOUT, interval: float = WAIT_INTERVAL
+    ) -> Batch:
+        """Poll until the batch has ended (`Batch.ended`); raises `KaiwaError` after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            batch = self.get(batch_id)
+            if batch.ended:
+                return batch
+            if time.monotonic() >= deadline:
+                raise KaiwaError(f"Batch {batch_id} had not ended after {timeout:g} s")
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            interval = min(interval * 2, MAX_WAIT_INTERVAL)

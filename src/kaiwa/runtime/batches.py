@@ -1,0 +1,405 @@
+"""The batch runner: takes pending batch items and answers each as an ordinary response.
+
+    runner = BatchRunner(sessions=..., read_sessions=..., runtime=runtime, settings=settings)
+    await runner.start()    # after `runtime.recover()`: continue what a dead process left
+    runner.wake()           # a batch was stored: look for work now
+    runner.stop()           # shutdown begins: take no more items
+    await runtime.drain(…)  # running items' responses end, or are cancelled
+    await runner.aclose()   # put the cancelled ones back for the next start; stop webhooks
+
+Each item gets its own chat (named by its `name`, else its `custom_id`, and never auto-titled)
+or continues its `history_id` chat, then `Runtime.start` and `Runtime.wait`: its events are those
+of any response, readable through the resume endpoint. At most `batch_concurrency` items run at
+once in this process (0: none; the process only accepts batches).
+
+Deliberate choices:
+
+- A chat busy with another response (409) is retried `batch_busy_retries` times with backoff,
+  then the item fails with that reason.
+- An item taken by a process that died is retried once (`store.batches.recover`); if its
+  question was already stored, the retry regenerates the answer instead of asking twice, and if
+  its answer had been stored in full, that answer is the item's outcome.
+- A response cut short by shutdown puts its item back (`pending`), not `cancelled`.
+- The webhook fires once the batch has ended and no item runs any more, so the batch object it
+  carries has final counts; a batch cancelled while items ran fires when the last one stops.
+- Like `Runtime.recover`, start-up recovery assumes one runner per database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kaiwa.config import Settings
+from kaiwa.protocol import ApiError, ErrorCode, ResponseState
+from kaiwa.runtime.responses import Runtime, StartedResponse
+from kaiwa.runtime.turns import TurnRequest
+from kaiwa.runtime.webhooks import WebhookSender
+from kaiwa.store import batches, chats, messages
+from kaiwa.store.batches import ItemOutcome
+from kaiwa.store.db import iso, transaction
+from kaiwa.store.models import Batch, BatchItem, Message, Response, Workspace
+
+__all__ = ["BatchRunner", "batch_object", "item_result"]
+
+logger = logging.getLogger(__name__)
+
+CLOSE_WAIT = 5.0
+"""Seconds `aclose` gives running items to record their outcome before cancelling them."""
+
+
+def batch_object(batch: Batch) -> dict[str, Any]:
+    """A batch as the API and the webhook show it; the webhook's secret never appears."""
+    webhook = None
+    if batch.webhook_url:
+        webhook = {"url": batch.webhook_url, "events": list(batch.webhook_events)}
+    return {
+        "id": batch.id,
+        "status": batch.status,
+        "agent_id": batch.agent_id,
+        "total_requests": batch.total_requests,
+        "completed_requests": batch.completed_requests,
+        "failed_requests": batch.failed_requests,
+        "cancelled_requests": batch.cancelled_requests,
+        "webhook": webhook,
+        "webhook_delivered_at": iso(batch.webhook_delivered_at),
+        "webhook_error": batch.webhook_error,
+        "created_at": iso(batch.created_at),
+        "started_at": iso(batch.started_at),
+        "completed_at": iso(batch.completed_at),
+        "cancelled_at": iso(batch.cancelled_at),
+    }
+
+
+def item_result(item: BatchItem) -> dict[str, Any]:
+    """One item as `GET /batches/{id}/results` shows it."""
+    error = None
+    if item.error_code is not None:
+        error = {"code": item.error_code, "message": item.error_message}
+    return {
+        "custom_id": item.custom_id,
+        "status": item.status,
+        "chat_id": item.chat_id,
+        "response_id": item.response_id,
+        "response": item.final_text,
+        "error": error,
+        "usage": item.usage,
+        "agent_id": item.agent_id,
+        "started_at": iso(item.started_at),
+        "finished_at": iso(item.finished_at),
+    }
+
+
+class _Requeue(Exception):
+    """The item could not run because this process is stopping: it goes back to `pending`."""
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        read_sessions: async_sessionmaker[AsyncSession],
+        runtime: Runtime,
+        settings: Settings,
+        webhooks: WebhookSender | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._read_sessions = read_sessions
+        self._runtime = runtime
+        self._settings = settings
+        self._webhooks = webhooks or WebhookSender(
+            allow_private=settings.fetch_allow_private,
+            timeout=settings.batch_webhook_timeout,
+            attempts=settings.batch_webhook_attempts,
+            backoff=settings.batch_webhook_backoff,
+            signature_header=settings.batch_webhook_signature_header,
+        )
+        self._limit = settings.batch_concurrency
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._items: set[asyncio.Task[None]] = set()
+        self._deliveries: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        """Recover what a dead process left, then run items in the background."""
+        if self._limit == 0:
+            return
+        async with transaction(self._sessions) as session:
+            recovered = await batches.recover(
+                session,
+                code=int(ErrorCode.SERVER_ERROR),
+                message="The server stopped twice while this item was running",
+            )
+        if recovered.retried or recovered.failed:
+            logger.info(
+                "batch items left running: %d retried, %d failed",
+                recovered.retried,
+                recovered.failed,
+            )
+        async with self._read_sessions() as session:
+            due = await batches.due_webhooks(session)
+        for batch_id in due:
+            self.deliver_later(batch_id)
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="batch-runner")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Take no more items; safe to call more than once."""
+        self._stopping = True
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        self.stop()
+        if self._dispatcher is not None:
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        if self._items:
+            _, late = await asyncio.wait(self._items, timeout=CLOSE_WAIT)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        deliveries = list(self._deliveries.values())
+        for task in deliveries:
+            task.cancel()
+        await asyncio.gather(*deliveries, return_exceptions=True)
+        await self._webhooks.aclose()
+
+    def deliver_later(self, batch_id: str) -> None:
+        """Send the webhook of a batch that has just ended (if it subscribed to that event)."""
+        if batch_id in self._deliveries or self._stopping:
+            return
+        task = asyncio.create_task(self._deliver(batch_id), name=f"batch-webhook-{batch_id}")
+        self._deliveries[batch_id] = task
+        task.add_done_callback(lambda _: self._deliveries.pop(batch_id, None))
+
+    # -- taking items ------------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                while not self._stopping and len(self._items) < self._limit:
+                    async with transaction(self._sessions) as session:
+                        item = await batches.claim_next(session)
+                    if item is None:
+                        break
+                    task = asyncio.create_task(self._run(item), name=f"batch-item-{item.id}")
+                    self._items.add(task)
+                    task.add_done_callback(self._item_done)
+            except Exception:
+                logger.exception("taking a batch item failed; trying again later")
+            try:
+                async with asyncio.timeout(self._settings.batch_poll_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def _item_done(self, task: asyncio.Task[None]) -> None:
+        self._items.discard(task)
+        self._wake.set()
+
+    async def _run(self, item: BatchItem) -> None:
+        try:
+            outcome = await self._answer(item)
+        except _Requeue:
+            await self._requeue(item.id)
+            return
+        except asyncio.CancelledError:
+            await asyncio.shield(self._requeue(item.id))
+            raise
+        except Exception:
+            logger.exception("batch item %s failed", item.id)
+            outcome = ItemOutcome(
+                status="failed",
+                error_code=int(ErrorCode.SERVER_ERROR),
+                error_message="Internal server error while running this item",
+            )
+        try:
+            async with transaction(self._sessions) as session:
+                ended = await batches.finish_item(session, item.id, outcome)
+        except Exception:
+            # It stays `running`: the next start retries it (`store.batches.recover`).
+            logger.exception("could not store the outcome of batch item %s", item.id)
+            return
+        if ended is not None:
+            self.deliver_later(ended.id)
+
+    async def _requeue(self, item_id: int) -> None:
+        async with transaction(self._sessions) as session:
+            await batches.requeue(session, item_id)
+
+    # -- answering one item ------------------------------------------------------------------------
+
+    async def _answer(self, item: BatchItem) -> ItemOutcome:
+        async with self._read_sessions() as session:
+            batch = await session.get(Batch, item.batch_id)
+            workspace = await session.get(Workspace, batch.workspace_id) if batch else None
+        if batch is None or workspace is None or batch.status == "cancelled":
+            return batches.CANCELLED
+        chat_id = await self._chat_for(item, workspace.id)
+        earlier = await self._earlier_attempt(item, chat_id)
+        if isinstance(earlier, ItemOutcome):
+            return earlier
+        request = TurnRequest(
+            workspace_id=workspace.id,
+            chat_id=chat_id,
+            agent_id=item.agent_id,
+            message=item.message,
+            regenerate=earlier,
+            external_user_id=item.external_user_id,
+            whitelist_mode=workspace.whitelist_mode,
+            attached_file_uuids=tuple(item.attached_file_uuids),
+        )
+        started = await self._start(item, request)
+        if isinstance(started, ItemOutcome):
+            return started
+        response_id = started.response_id
+        # Taken at once: a response that ended is no longer the runtime's to wait for.
+        waiting = asyncio.ensure_future(self._runtime.wait(response_id))
+        try:
+            async with transaction(self._sessions) as session:
+                cancelled = await batches.attach_response(session, item.id, response_id)
+            if cancelled:
+                self._runtime.request_cancel(response_id, "stop")
+            state = await waiting
+        except ApiError:
+            # It ended before it could be waited for: its outcome is stored.
+            stored = await self._stored_outcome(response_id)
+            if stored is None:
+                return _failed(int(ErrorCode.SERVER_ERROR), "The response's outcome was lost")
+            if stored.status == "cancelled" and self._stopping:
+                raise _Requeue from None
+            return stored
+        finally:
+            waiting.cancel()
+        return self._outcome(state)
+
+    async def _chat_for(self, item: BatchItem, workspace_id: str) -> int:
+        if item.chat_id is not None:
+            return item.chat_id
+        async with transaction(self._sessions) as session:
+            chat = await chats.create_chat(
+                session,
+                workspace_id,
+                name=item.name or item.custom_id,
+                agent_id=item.agent_id,
+                external_user_id=item.external_user_id,
+            )
+            # The caller named it (or its custom_id does): no generated title replaces that.
+            chat.auto_title = False
+            await batches.attach_chat(session, item.id, chat.id)
+        item.chat_id = chat.id
+        return chat.id
+
+    async def _earlier_attempt(self, item: BatchItem, chat_id: int) -> ItemOutcome | bool:
+        """What an attempt of a process that died left: the outcome, when its answer was stored
+        whole; True when its question is the chat's last (answer it again); else False."""
+        if item.response_id is None:
+            return False
+        stored = await self._stored_outcome(item.response_id)
+        if stored is not None and stored.status == "completed":
+            return stored
+        async with self._read_sessions() as session:
+            response = await session.get(Response, item.response_id)
+            last = await messages.last_user_message(session, chat_id)
+        return response is not None and last is not None and last.id == response.user_message_id
+
+    async def _start(self, item: BatchItem, request: TurnRequest) -> StartedResponse | ItemOutcome:
+        retries = self._settings.batch_busy_retries
+        for attempt in range(retries + 1):
+            if attempt:
+                await asyncio.sleep(self._settings.batch_busy_backoff * 2 ** (attempt - 1))
+                async with self._read_sessions() as session:
+                    if await batches.is_cancelled(session, item.id):
+                        return batches.CANCELLED
+            if self._stopping:
+                raise _Requeue
+            try:
+                return await self._runtime.start(request)
+            except ApiError as exc:
+                if exc.status == 503:  # the runtime is draining
+                    raise _Requeue from None
+                if exc.code != ErrorCode.CONFLICT:
+                    return _failed(int(exc.code), exc.message)
+                if attempt == retries:
+                    tries = "once" if retries == 0 else f"{retries + 1} times"
+                    return _failed(int(exc.code), f"{exc.message} (tried {tries})")
+        raise AssertionError("unreachable")
+
+    def _outcome(self, state: ResponseState) -> ItemOutcome:
+        usage = state.usage.model_dump()
+        if state.status == "cancelled":
+            if self._stopping:
+                raise _Requeue
+            return ItemOutcome(
+                status="cancelled",
+                final_text=state.text,
+                usage=usage,
+                error_code=int(ErrorCode.CANCELLED),
+                error_message="The response was cancelled",
+            )
+        if state.error is not None:
+            return _failed(state.error.code, state.error.message)
+        # An answer that waits for a form has ended too: the form can be answered in its chat.
+        return ItemOutcome(status="completed", final_text=state.text, usage=usage)
+
+    async def _stored_outcome(self, response_id: str) -> ItemOutcome | None:
+        """The outcome of an ended response, read from the database."""
+        async with self._read_sessions() as session:
+            response = await session.get(Response, response_id)
+            answer = await session.get(Message, response.assistant_message_id) if response else None
+        if response is None or answer is None or response.status == "in_progress":
+            return None
+        usage = (answer.meta or {}).get("token_usage")
+        if response.status in ("completed", "awaiting_form"):
+            return ItemOutcome(status="completed", final_text=answer.content, usage=usage)
+        if response.status == "cancelled":
+            return ItemOutcome(
+                status="cancelled",
+                final_text=answer.content,
+                usage=usage,
+                error_code=int(ErrorCode.CANCELLED),
+                error_message="The response was cancelled",
+            )
+        return _failed(
+            response.error_code or int(ErrorCode.SERVER_ERROR),
+            response.error_message or "The response failed",
+        )
+
+    # -- webhooks ----------------------------------------------------------------------------------
+
+    async def _deliver(self, batch_id: str) -> None:
+        try:
+            async with self._read_sessions() as session:
+                batch = await session.get(Batch, batch_id)
+            if batch is None or batch.webhook_url is None or batch.webhook_delivered_at:
+                return
+            event = batches.webhook_event(batch)
+            if event is None:
+                return
+            delivery = await self._webhooks.deliver(
+                batch.webhook_url,
+                event=event,
+                batch=batch_object(batch),
+                secret=batch.webhook_secret,
+            )
+            if delivery.error is not None:
+                logger.warning("webhook of batch %s not delivered: %s", batch_id, delivery.error)
+            async with transaction(self._sessions) as session:
+                await batches.record_webhook(
+                    session, batch_id, attempts=delivery.attempts, error=delivery.error
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("delivering the webhook of batch %s failed", batch_id)
+
+
+def _failed(code: int, message: str) -> ItemOutcome:
+    return ItemOutcome(status="failed", error_code=code, error_message=message)

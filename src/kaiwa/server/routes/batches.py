@@ -1,0 +1,116 @@
+"""Batches: create (everything checked before anything is stored), list, get, results, cancel.
+
+The items run in the background (`kaiwa.runtime.batches.BatchRunner`, `app.state.batches`). Any
+key of the workspace may use these endpoints, chat keys included.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kaiwa.protocol import ApiError, ErrorCode
+from kaiwa.runtime.batches import BatchRunner, batch_object, item_result
+from kaiwa.server.batch_requests import CreateBatch, check_batch
+from kaiwa.server.deps import CallerDep, ReadSessionDep, ServicesDep, SessionDep
+from kaiwa.server.envelope import ok
+from kaiwa.server.pagination import PageDep, pagination
+from kaiwa.store import batches
+from kaiwa.store.models import Batch
+
+router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
+
+
+def _runner(request: Request) -> BatchRunner:
+    runner: BatchRunner = request.app.state.batches
+    return runner
+
+
+RunnerDep = Annotated[BatchRunner, Depends(_runner)]
+
+
+async def _batch(session: AsyncSession, workspace_id: str, batch_id: UUID) -> Batch:
+    batch = await batches.get_batch(session, workspace_id, str(batch_id))
+    if batch is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Batch {batch_id} not found")
+    return batch
+
+
+@router.post("")
+async def create_batch(
+    body: CreateBatch,
+    caller: CallerDep,
+    session: SessionDep,
+    services: ServicesDep,
+    runner: RunnerDep,
+) -> JSONResponse:
+    checked = await check_batch(session, caller, body, services.settings)
+    batch = batches.add_batch(
+        session,
+        workspace_id=caller.workspace_id,
+        agent_id=str(body.agent_id),
+        items=checked.items,
+        webhook_url=checked.webhook_url,
+        webhook_events=checked.webhook_events,
+        webhook_secret=checked.webhook_secret,
+    )
+    await session.commit()
+    runner.wake()
+    return ok(batch_object(batch))
+
+
+@router.get("")
+async def list_batches(
+    request: Request, caller: CallerDep, session: ReadSessionDep, page: PageDep
+) -> JSONResponse:
+    """Newest first."""
+    rows, total = await batches.list_batches(
+        session, caller.workspace_id, limit=page.limit, offset=page.offset
+    )
+    return ok([batch_object(batch) for batch in rows], pagination(request, page, total))
+
+
+@router.get("/{batch_id}")
+async def get_batch(batch_id: UUID, caller: CallerDep, session: ReadSessionDep) -> JSONResponse:
+    return ok(batch_object(await _batch(session, caller.workspace_id, batch_id)))
+
+
+@router.get("/{batch_id}/results")
+async def batch_results(
+    request: Request, batch_id: UUID, caller: CallerDep, session: ReadSessionDep, page: PageDep
+) -> JSONResponse:
+    """Every item, in the order of `requests`, whatever its status."""
+    batch = await _batch(session, caller.workspace_id, batch_id)
+    rows, total = await batches.list_items(session, batch.id, limit=page.limit, offset=page.offset)
+    return ok([item_result(item) for item in rows], pagination(request, page, total))
+
+
+@router.post("/{batch_id}/cancel")
+async def cancel_batch(
+    batch_id: UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    services: ServicesDep,
+    runner: RunnerDep,
+) -> JSONResponse:
+    """Pending items end `cancelled` now; running ones are stopped and end `cancelled` soon."""
+    batch = await batches.lock_batch(session, caller.workspace_id, str(batch_id))
+    if batch is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Batch {batch_id} not found")
+    if batch.status in batches.ENDED:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST,
+            f"Batch {batch_id} has already ended ({batch.status}): only a pending or processing "
+            "batch can be cancelled",
+        )
+    cancelled = await batches.cancel(session, batch)
+    await session.commit()
+    for response_id in cancelled.running_responses:
+        services.runtime.request_cancel(response_id, "stop")
+    if cancelled.settled:
+        runner.deliver_later(batch.id)
+    return ok(batch_object(batch))

@@ -1,0 +1,413 @@
+"""Batches and their items: stored whole, taken one item at a time, ended once.
+
+Every change that ends an item locks its batch row first (`FOR UPDATE` on PostgreSQL; SQLite
+serialises writers anyway), so the counters stay exact and exactly one transaction sees the last
+item end: the one that settles the batch and makes its webhook due. Items are taken with
+`FOR UPDATE SKIP LOCKED`, so two runners never take the same item.
+
+Items that continue the same chat (`history_id`) run one after another, in batch order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from kaiwa.protocol import ErrorCode
+from kaiwa.store.db import new_id, now, paginate
+from kaiwa.store.models import Batch, BatchItem
+
+__all__ = [
+    "CANCELLED",
+    "ENDED",
+    "Cancelled",
+    "ItemOutcome",
+    "NewItem",
+    "RecoveredItems",
+    "WebhookEvent",
+    "add_batch",
+    "attach_chat",
+    "attach_response",
+    "cancel",
+    "claim_next",
+    "due_webhooks",
+    "finish_item",
+    "get_batch",
+    "is_cancelled",
+    "list_batches",
+    "list_items",
+    "lock_batch",
+    "record_webhook",
+    "recover",
+    "requeue",
+    "webhook_event",
+]
+
+WebhookEvent = Literal["completed", "failed", "cancelled"]
+_EVENTS: dict[str, WebhookEvent] = {
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+ENDED: frozenset[str] = frozenset(_EVENTS)
+"""Statuses a batch (or an item) never leaves."""
+_OPEN = ("pending", "running")
+MAX_ATTEMPTS = 2
+"""An item taken by a process that died is retried once, then failed."""
+CANCELLED_CODE = int(ErrorCode.CANCELLED)
+CANCELLED_MESSAGE = "The batch was cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    custom_id: str
+    message: str
+    agent_id: str
+    external_user_id: str | None = None
+    name: str | None = None
+    attached_file_uuids: tuple[str, ...] = ()
+    history_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    status: Literal["completed", "failed", "cancelled"]
+    final_text: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    usage: dict[str, int] | None = None
+
+
+CANCELLED = ItemOutcome(
+    status="cancelled", error_code=CANCELLED_CODE, error_message=CANCELLED_MESSAGE
+)
+"""The outcome of an item that never ran because its batch was cancelled."""
+
+
+def add_batch(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    agent_id: str,
+    items: Sequence[NewItem],
+    webhook_url: str | None = None,
+    webhook_events: Sequence[WebhookEvent] = (),
+    webhook_secret: str | None = None,
+) -> Batch:
+    batch = Batch(
+        id=new_id(),
+        workspace_id=workspace_id,
+        agent_id=agent_id,
+        status="pending",
+        total_requests=len(items),
+        completed_requests=0,
+        failed_requests=0,
+        cancelled_requests=0,
+        webhook_url=webhook_url,
+        webhook_events=list(webhook_events) if webhook_url else [],
+        webhook_secret=webhook_secret if webhook_url else None,
+        webhook_attempts=0,
+        created_at=now(),
+    )
+    session.add(batch)
+    session.add_all(
+        BatchItem(
+            batch_id=batch.id,
+            position=position,
+            custom_id=item.custom_id,
+            message=item.message,
+            agent_id=item.agent_id,
+            external_user_id=item.external_user_id,
+            name=item.name,
+            attached_file_uuids=list(item.attached_file_uuids),
+            history_id=item.history_id,
+            chat_id=item.history_id,
+            status="pending",
+            attempts=0,
+        )
+        for position, item in enumerate(items)
+    )
+    return batch
+
+
+async def get_batch(session: AsyncSession, workspace_id: str, batch_id: str) -> Batch | None:
+    batch = await session.get(Batch, batch_id)
+    if batch is None or batch.workspace_id != workspace_id:
+        return None
+    return batch
+
+
+async def lock_batch(session: AsyncSession, workspace_id: str, batch_id: str) -> Batch | None:
+    """`get_batch`, holding the row until the transaction ends."""
+    batch = await session.get(Batch, batch_id, with_for_update=True, populate_existing=True)
+    if batch is None or batch.workspace_id != workspace_id:
+        return None
+    return batch
+
+
+async def list_batches(
+    session: AsyncSession, workspace_id: str, *, limit: int, offset: int
+) -> tuple[list[Batch], int]:
+    query = (
+        select(Batch)
+        .where(Batch.workspace_id == workspace_id)
+        .order_by(Batch.created_at.desc(), Batch.id.desc())
+    )
+    return await paginate(session, query, limit=limit, offset=offset)
+
+
+async def list_items(
+    session: AsyncSession, batch_id: str, *, limit: int, offset: int
+) -> tuple[list[BatchItem], int]:
+    query = select(BatchItem).where(BatchItem.batch_id == batch_id).order_by(BatchItem.position)
+    return await paginate(session, query, limit=limit, offset=offset)
+
+
+async def claim_next(session: AsyncSession) -> BatchItem | None:
+    """Take the next pending item (oldest batch first, in batch order) and mark it running."""
+    earlier = aliased(BatchItem)
+    same_chat_waits = exists().where(
+        earlier.batch_id == BatchItem.batch_id,
+        earlier.history_id == BatchItem.history_id,
+        earlier.position < BatchItem.position,
+        earlier.status.in_(_OPEN),
+    )
+    item = await session.scalar(
+        select(BatchItem)
+        .join(Batch, Batch.id == BatchItem.batch_id)
+        .where(
+            BatchItem.status == "pending",
+            Batch.status.in_(("pending", "processing")),
+            ~and_(BatchItem.history_id.is_not(None), same_chat_waits),
+        )
+        .order_by(Batch.created_at, Batch.id, BatchItem.position)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=BatchItem)
+    )
+    if item is None:
+        return None
+    stamp = now()
+    item.status = "running"
+    item.attempts += 1
+    item.started_at = stamp
+    await session.execute(
+        update(Batch)
+        .where(Batch.id == item.batch_id, Batch.status == "pending")
+        .values(status="processing", started_at=stamp)
+    )
+    return item
+
+
+async def finish_item(session: AsyncSession, item_id: int, outcome: ItemOutcome) -> Batch | None:
+    """Store a running item's outcome; the batch when this settled it (its last item ended)."""
+    item = await session.get(BatchItem, item_id)
+    if item is None:
+        return None
+    batch = await session.get(Batch, item.batch_id, with_for_update=True, populate_existing=True)
+    await session.refresh(item)
+    if batch is None or item.status != "running":
+        return None
+    item.status = outcome.status
+    item.final_text = outcome.final_text
+    item.error_code = outcome.error_code
+    item.error_message = outcome.error_message
+    item.usage = outcome.usage
+    item.finished_at = now()
+    _count(batch, outcome.status, 1)
+    await session.flush()
+    return batch if await _settle(session, batch) else None
+
+
+async def requeue(session: AsyncSession, item_id: int) -> None:
+    """Put a running item back, as if it had never been taken (this process is stopping)."""
+    await session.execute(
+        update(BatchItem)
+        .where(BatchItem.id == item_id, BatchItem.status == "running")
+        .values(status="pending", attempts=BatchItem.attempts - 1)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    batch: Batch
+    running_responses: list[str]
+    """Responses of items still running: stop them; each item then ends `cancelled`."""
+    settled: bool
+    """No item is left running: the batch has ended."""
+
+
+async def cancel(session: AsyncSession, batch: Batch) -> Cancelled:
+    """Cancel a locked (`lock_batch`), unfinished batch: its pending items end `cancelled`."""
+    stamp = now()
+    # An item being taken right now is skipped, not waited for (its taker holds it and waits
+    # for this batch's row): the runner finds the batch cancelled and ends it `cancelled`.
+    pending = list(
+        await session.scalars(
+            select(BatchItem.id)
+            .where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if pending:
+        await session.execute(
+            update(BatchItem)
+            .where(BatchItem.id.in_(pending))
+            .values(
+                status="cancelled",
+                finished_at=stamp,
+                error_code=CANCELLED_CODE,
+                error_message=CANCELLED_MESSAGE,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    _count(batch, "cancelled", len(pending))
+    batch.status = "cancelled"
+    batch.cancelled_at = stamp
+    running = list(
+        await session.scalars(
+            select(BatchItem.response_id).where(
+                BatchItem.batch_id == batch.id,
+                BatchItem.status == "running",
+                BatchItem.response_id.is_not(None),
+            )
+        )
+    )
+    await session.flush()
+    settled = await _settle(session, batch)
+    return Cancelled(batch=batch, running_responses=[r for r in running if r], settled=settled)
+
+
+def webhook_event(batch: Batch) -> WebhookEvent | None:
+    """The webhook event an ended batch sends, or None when it is not subscribed to it."""
+    event = _EVENTS.get(batch.status)
+    if not batch.webhook_url or event is None or event not in batch.webhook_events:
+        return None
+    return event
+
+
+async def record_webhook(
+    session: AsyncSession, batch_id: str, *, attempts: int, error: str | None
+) -> None:
+    delivered = now() if error is None else None
+    await session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id)
+        .values(webhook_attempts=attempts, webhook_error=error, webhook_delivered_at=delivered)
+    )
+
+
+async def due_webhooks(session: AsyncSession) -> list[str]:
+    """Batches that have ended and whose webhook is neither delivered nor given up."""
+    still_open = exists().where(BatchItem.batch_id == Batch.id, BatchItem.status.in_(_OPEN))
+    rows = await session.scalars(
+        select(Batch).where(
+            Batch.status.in_(ENDED),
+            Batch.webhook_url.is_not(None),
+            Batch.webhook_delivered_at.is_(None),
+            Batch.webhook_error.is_(None),
+            ~still_open,
+        )
+    )
+    return [batch.id for batch in rows if webhook_event(batch) is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredItems:
+    retried: int
+    failed: int
+    settled: list[str]
+    """Batches that ended because of it."""
+
+
+async def recover(session: AsyncSession, *, message: str, code: int) -> RecoveredItems:
+    """At start-up: items left running by a dead process are retried once, then failed.
+
+    Items of a batch cancelled meanwhile end `cancelled`.
+    """
+    items = list(
+        await session.scalars(
+            select(BatchItem).where(BatchItem.status == "running").order_by(BatchItem.id)
+        )
+    )
+    retried = failed = 0
+    settled: list[str] = []
+    for batch_id in dict.fromkeys(item.batch_id for item in items):
+        batch = await session.get(Batch, batch_id, with_for_update=True)
+        if batch is None:
+            continue
+        for item in (item for item in items if item.batch_id == batch_id):
+            if batch.status == "cancelled":
+                _end(item, CANCELLED)
+                _count(batch, "cancelled", 1)
+            elif item.attempts < MAX_ATTEMPTS:
+                item.status = "pending"
+                retried += 1
+            else:
+                _end(item, ItemOutcome(status="failed", error_code=code, error_message=message))
+                _count(batch, "failed", 1)
+                failed += 1
+        await session.flush()
+        if await _settle(session, batch):
+            settled.append(batch.id)
+    return RecoveredItems(retried=retried, failed=failed, settled=settled)
+
+
+def _end(item: BatchItem, outcome: ItemOutcome) -> None:
+    item.status = outcome.status
+    item.error_code = outcome.error_code
+    item.error_message = outcome.error_message
+    item.finished_at = now()
+
+
+def _count(batch: Batch, status: str, n: int) -> None:
+    if status == "completed":
+        batch.completed_requests += n
+    elif status == "failed":
+        batch.failed_requests += n
+    elif status == "cancelled":
+        batch.cancelled_requests += n
+
+
+async def _settle(session: AsyncSession, batch: Batch) -> bool:
+    """End the batch if no item is left to run: `failed` when every item failed, else
+    `completed` (a cancelled batch stays `cancelled`). True when it ended just now."""
+    remaining = await session.scalar(
+        select(func.count())
+        .select_from(BatchItem)
+        .where(BatchItem.batch_id == batch.id, BatchItem.status.in_(_OPEN))
+    )
+    if remaining:
+        return False
+    if batch.status != "cancelled":
+        if batch.status in ENDED:
+            return False
+        failed_all = batch.failed_requests == batch.total_requests
+        batch.status = "failed" if failed_all else "completed"
+        batch.completed_at = now()
+    return True
+
+
+async def attach_chat(session: AsyncSession, item_id: int, chat_id: int) -> None:
+    await session.execute(update(BatchItem).where(BatchItem.id == item_id).values(chat_id=chat_id))
+
+
+async def attach_response(session: AsyncSession, item_id: int, response_id: str) -> bool:
+    """Store the item's running response; True when its batch was cancelled meanwhile."""
+    await session.execute(
+        update(BatchItem).where(BatchItem.id == item_id).values(response_id=response_id)
+    )
+    return await is_cancelled(session, item_id)
+
+
+async def is_cancelled(session: AsyncSession, item_id: int) -> bool:
+    status = await session.scalar(
+        select(Batch.status)
+        .join(BatchItem, BatchItem.batch_id == Batch.id)
+        .where(BatchItem.id == item_id)
+    )
+    return status == "cancelled"
