@@ -170,8 +170,10 @@ class AnthropicWire:
             for call in calls
         ]
         # All results of one round in one user turn, as the API requires.
+        # A failed tool's result is marked as an error, as the API provides for.
         answers = [
             {"type": "tool_result", "tool_use_id": call.id, "content": result}
+            | ({"is_error": True} if str(result).startswith("Error: ") else {})
             for call, result in zip(calls, results, strict=True)
         ]
         return [

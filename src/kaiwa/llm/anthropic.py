@@ -258,6 +258,8 @@ def _blocks(message: ChatMessage) -> list[ContentBlockParam]:
         }
         if message.content:
             result["content"] = message.content
+        if message.is_error:
+            result["is_error"] = True
         return [result]
     blocks: list[ContentBlockParam] = []
     if message.content:

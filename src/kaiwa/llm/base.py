@@ -37,6 +37,8 @@ class ChatMessage:
     """On an assistant message: the tools it asked for."""
     tool_call_id: str | None = None
     """On a tool message: the call it answers."""
+    is_error: bool = False
+    """On a tool message: the tool failed and `content` says why."""
 
 
 @dataclass(frozen=True, slots=True)

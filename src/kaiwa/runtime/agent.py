@@ -114,16 +114,16 @@ async def run_agent(
                 # Not a step: there is no step type for a tool that does not exist.
                 names = ", ".join(offered) or "none"
                 reply = f"Error: there is no tool {call.name!r}; the tools are: {names}"
-                messages.append(ChatMessage("tool", reply, tool_call_id=call.id))
+                messages.append(ChatMessage("tool", reply, tool_call_id=call.id, is_error=True))
                 continue
-            paused, reply = await _step(run, tool, call)
+            paused, reply, failed = await _step(run, tool, call)
             if paused is not None:
                 # Every call gets a reply before the next round; the form's comes on submit.
                 for skipped in calls[index + 1 :]:
                     reply = "Not run: the conversation paused for a form first."
                     messages.append(ChatMessage("tool", reply, tool_call_id=skipped.id))
                 return FormPause(step=paused, call=call, messages=messages, round=number)
-            messages.append(ChatMessage("tool", reply, tool_call_id=call.id))
+            messages.append(ChatMessage("tool", reply, tool_call_id=call.id, is_error=failed))
     return None
 
 
@@ -147,9 +147,9 @@ async def _model_call(run: AgentRun, request: ModelRequest) -> tuple[str, list[T
     return "".join(parts), calls
 
 
-async def _step(run: AgentRun, tool: Tool, call: ToolCall) -> tuple[StepStart | None, str]:
-    """One tool call as a step. Returns the step start when the turn pauses on it, else the
-    text the model reads."""
+async def _step(run: AgentRun, tool: Tool, call: ToolCall) -> tuple[StepStart | None, str, bool]:
+    """One tool call as a step: the step start when the turn pauses on it, the text the model
+    reads, and whether the tool failed."""
     step_id = f"step_{uuid.uuid4().hex}"
     language = run.context.language
     failure: str | None = call.invalid
@@ -176,7 +176,7 @@ async def _step(run: AgentRun, tool: Tool, call: ToolCall) -> tuple[StepStart | 
             async with asyncio.timeout(run.tool_timeout):
                 output = await tool.run(args, run.context)
         except AwaitForm:
-            return start, ""
+            return start, "", False
         except ToolFailure as exc:
             failure = exc.message
         except TimeoutError:
@@ -203,4 +203,4 @@ async def _step(run: AgentRun, tool: Tool, call: ToolCall) -> tuple[StepStart | 
             token_usage=usage,
         )
     )
-    return None, reply
+    return None, reply, output is None

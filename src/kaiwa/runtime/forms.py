@@ -152,6 +152,7 @@ def _dump(message: ChatMessage) -> dict[str, Any]:
             for call in message.tool_calls
         ],
         "tool_call_id": message.tool_call_id,
+        "is_error": message.is_error,
     }
 
 
@@ -161,4 +162,5 @@ def _load(data: dict[str, Any]) -> ChatMessage:
         content=data["content"],
         tool_calls=tuple(ToolCall(**call) for call in data.get("tool_calls") or ()),
         tool_call_id=data.get("tool_call_id"),
+        is_error=bool(data.get("is_error", False)),
     )
