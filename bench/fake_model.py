@@ -10,6 +10,12 @@ time of its emission, `<t=1732412345.123456>`, so a reader at the other end of a
 compute the latency that relay added without the relay doing anything special.
 
 A request's model name may override the defaults: `ttft0.2-tps200-n50` (any subset, any order).
+With `hold<tag>` in the name (`bench-holdc3-tps20-n60`), the stream sends its role chunk and
+waits until `POST /hold/<tag>` releases every stream of that tag at once; its schedule (TTFT,
+then the tokens) starts at the release plus a random fraction of the interval between tokens
+(streams released together, but not in lockstep). `GET /hold/<tag>` answers how many wait.
+So a load test can open N streams, however slowly a relay admits them, then have all N stream
+together.
 
 Deliberate oddities: a raw asyncio HTTP/1.1 server, not an ASGI app, with chunk bytes built from
 pre-encoded templates, so 1,000 concurrent streams cost it little CPU next to what it measures.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
 import time
 from dataclasses import dataclass, replace
@@ -40,6 +47,16 @@ _USAGE = (
 )
 _DONE = b"data: [DONE]\n\n"
 _OVERRIDE = re.compile(r"(ttft|tps|n)([0-9.]+)")
+_HOLD = re.compile(r"hold([a-z0-9]+)")
+
+
+class _Hold:
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+        self.waiting = 0
+
+
+_holds: dict[str, _Hold] = {}
 
 
 @dataclass(frozen=True)
@@ -74,13 +91,24 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pa
                 if name.strip().lower() == b"content-length":
                     length = int(value)
             body = json.loads(await reader.readexactly(length)) if length else {}
+            if head.startswith((b"GET /hold/", b"POST /hold/")):
+                method, path = head.split(b" ", 2)[:2]
+                hold = _holds.setdefault(path.rsplit(b"/", 1)[1].decode(), _Hold())
+                if method == b"POST":
+                    hold.released.set()
+                answer = str(hold.waiting).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(answer), answer)
+                )
+                await writer.drain()
+                continue
             if not head.startswith(b"POST /v1/chat/completions") or not body.get("stream"):
                 writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()
                 continue
             await _stream(writer, body, pace)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
+    except (asyncio.IncompleteReadError, ConnectionError, RuntimeError):
+        pass  # RuntimeError: uvloop's, writing to a transport the client closed
     finally:
         writer.close()
 
@@ -89,9 +117,17 @@ async def _stream(writer: asyncio.StreamWriter, body: dict[str, object], pace: P
     model = str(body.get("model", "bench"))
     pace = pace.for_model(model)
     prefix = _PREFIX + model.encode()
-    start = time.monotonic()
     writer.write(_HEAD + _chunk(prefix + _ROLE))
     await writer.drain()
+    held = _HOLD.search(model)
+    start = time.monotonic()
+    if held:
+        hold = _holds.setdefault(held.group(1), _Hold())
+        hold.waiting += 1
+        await hold.released.wait()
+        # Released together, but not in lockstep: each stream's tokens keep their own phase
+        # within the interval between two tokens, as if it had started at its own time.
+        start = time.monotonic() + random.random() / pace.tps
     for i in range(pace.tokens):
         delay = start + pace.ttft + i / pace.tps - time.monotonic()
         if delay > 0:

@@ -1,15 +1,28 @@
-"""The quick load benchmark: kaiwa against the floor, over the same fake model, in one run.
+"""kaiwa against the floor, over the same fake model, in one run; targets printed PASS/FAIL.
 
-    python bench/run.py
+    python bench/run.py --quick      # the quick set: under 5 minutes on 2 cores
+    python bench/run.py              # the full set: more streams, longer runs (~10 minutes)
 
 Starts `fake_model.py`, `floor.py` and a real `kaiwa serve` (fresh data directory, a
-`kaiwa.toml` naming the fake model as provider `fake`) on loopback, runs each scenario against
-the floor then kaiwa with `load.py`, and writes `bench/results/latest.json`, `latest.md` (the
-table, also printed) and, if matplotlib is installed, `latest.png` (added latency percentiles
-against concurrency); kaiwa's own output goes to `kaiwa.log` there. Every process is stopped
-at the end.
+`kaiwa.toml` naming the fake model as provider `fake`) on loopback, runs every scenario
+against the floor then kaiwa with `load.py`, and writes to `bench/results/` (git-ignored):
+`latest.json` (every figure, the model's and the loader's CPU time too), `latest.md` (the
+tables, also printed), `latest.png` (added latency percentiles against concurrency; needs
+matplotlib: `pip install 'kaiwa[bench]'`) and `kaiwa.log` (kaiwa's own output). Every process
+is stopped at the end.
 
-The scenarios' pace travels in the model's name (`bench-ttft0.2-tps20-n100`, see
+Scenarios (see bench/README.md for what each figure means):
+
+* saturation: the model offers far more tokens than a server relays: CPU per 1,000 deltas,
+  deltas per second;
+* 100 and 1,000 streams at 20 tokens/s: added latency per delta;
+* paced arrivals at 50 new messages per second: time to `response.created`, first delta;
+* capacity: the most streams at 20 tokens/s held open at once with the p99 added latency of
+  the tokens emitted meanwhile at most 100 ms (doubling, then bisecting; a few short steps);
+* idle streams: resident memory per open stream whose model stalls after `response.created`;
+* replay: a 10,000-event log through `GET …/responses/{id}/events` (kaiwa only).
+
+A scenario's pace travels in the model's name (`bench-ttft0.2-tps20-n100`, see
 `fake_model.py`), so one model process serves them all.
 """
 
@@ -17,19 +30,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import math
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -39,6 +56,10 @@ from kaiwa_server import Kaiwa, running_kaiwa
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
+TARGETS = ("floor", "kaiwa")
+
+CAPACITY_P99_MS = 100.0
+"""The capacity search's bound on the p99 added latency at 20 tokens/s."""
 
 
 @dataclass(frozen=True)
@@ -49,99 +70,403 @@ class Scenario:
     tokens: int
     ttft: float = 0.2
     ramp: float = 1.0
+    """Starts are spread evenly over this many seconds."""
+    hold: bool = False
+    """Every stream waits at the model until all of them are open, then all stream together
+    (`fake_model.py`'s `hold`): the figures are those of `streams` concurrent streams, however
+    slowly the server admits them."""
 
-    @property
-    def model(self) -> str:
-        return f"bench-ttft{self.ttft}-tps{self.tps:g}-n{self.tokens}"
+    def model(self, tag: str | None = None) -> str:
+        held = f"-hold{tag}" if tag else ""
+        return f"bench{held}-ttft{self.ttft:g}-tps{self.tps:g}-n{self.tokens}"
 
     @property
     def timeout(self) -> float:
-        return self.ttft + self.tokens / self.tps + self.ramp + 60.0
+        admit = self.streams / 20 if self.hold else 0.0  # a slow server's queue of new turns
+        return self.ttft + self.tokens / self.tps + self.ramp + admit + 60.0
 
 
-QUICK = [
-    Scenario("100 streams, 20 tok/s", streams=100, tps=20, tokens=100),
-    Scenario("1,000 streams, 20 tok/s", streams=1000, tps=20, tokens=100),
-    Scenario("saturation: 200 streams, 200 tok/s", streams=200, tps=200, tokens=200),
-]
+def concurrent(n: int, tokens: int = 50) -> Scenario:
+    """`n` streams at 20 tokens/s, all open together for `tokens` of them."""
+    return Scenario(
+        f"{n:,} streams, 20 tok/s",
+        streams=n,
+        tps=20,
+        tokens=tokens,
+        ramp=max(0.5, n / 400),
+        hold=True,
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    saturation: Scenario
+    paced: list[Scenario]
+    """`concurrent` ones, fewest streams first: the last one is the 1,000-stream target's."""
+    arrivals: Scenario
+    capacity_steps: int
+    capacity_tokens: int
+    """Tokens per stream in the capacity search's own runs (at 20 per second)."""
+    idle_streams: int
+    replay_events: int
+    replay_runs: int
+
+
+def arrivals(rate: float, seconds: float) -> Scenario:
+    """New messages at `rate` per second for `seconds`, each a one-second answer."""
+    n = int(rate * seconds)
+    return Scenario(f"{rate:g} new messages/s", streams=n, tps=20, tokens=20, ramp=n / rate)
+
+
+QUICK = Plan(
+    saturation=Scenario("saturation: 200 streams, 200 tok/s", streams=200, tps=200, tokens=200),
+    paced=[concurrent(100, tokens=40), concurrent(1000, tokens=30)],
+    arrivals=arrivals(50, 6),
+    capacity_steps=3,
+    capacity_tokens=30,
+    idle_streams=500,
+    replay_events=10_000,
+    replay_runs=5,
+)
+FULL = Plan(
+    saturation=Scenario("saturation: 200 streams, 200 tok/s", streams=200, tps=200, tokens=400),
+    paced=[concurrent(100, 100), concurrent(300, 100), concurrent(1000, 100)],
+    arrivals=arrivals(50, 20),
+    capacity_steps=5,
+    capacity_tokens=60,
+    idle_streams=1000,
+    replay_events=10_000,
+    replay_runs=20,
+)
 WARMUP = Scenario("warm-up", streams=5, tps=100, tokens=10, ramp=0.0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the quick set (< 5 min, 2 cores)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    load_before = os.getloadavg()
     with ExitStack() as stack:
-        model_url, model_pid = stack.enter_context(_process("fake_model.py"))
-        floor_url, floor_pid = stack.enter_context(_process("floor.py", "--model-url", model_url))
-        args.out.mkdir(parents=True, exist_ok=True)
+        model_url, model_pid = stack.enter_context(_process("fake_model.py", log=args.out))
+        floor_url, floor_pid = stack.enter_context(
+            _process("floor.py", "--model-url", model_url, log=args.out)
+        )
         kaiwa = stack.enter_context(_kaiwa(model_url, str(args.out / "kaiwa.log")))
-        results = asyncio.run(_run_all(floor_url, floor_pid, kaiwa, model_pid))
-    report = {
+        bench = Bench(floor_url, floor_pid, kaiwa, model_url, model_pid)
+        report = asyncio.run(bench.run_all(plan))
+    report |= {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
         f"Python {platform.python_version()}",
-        "scenarios": results,
+        "set": "quick" if args.quick else "full",
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "wall_s": round(time.monotonic() - started, 1),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(report, indent=2))
-    table = markdown(results)
-    (args.out / "latest.md").write_text(table)
-    print(table)
-    _plot(results, args.out / "latest.png")
+    text = markdown(report)
+    (args.out / "latest.md").write_text(text)
+    print()
+    print(text)
+    _plot(report, args.out / "latest.png")
 
 
-async def _run_all(
-    floor_url: str, floor_pid: int, kaiwa: Kaiwa, model_pid: int
-) -> list[dict[str, object]]:
-    results: list[dict[str, object]] = []
-    for scenario in [WARMUP, *QUICK]:
-        row: dict[str, object] = {"scenario": asdict(scenario) | {"name": scenario.name}}
-        for name in ("floor", "kaiwa"):
-            if name == "floor":
-                target = load.Target(
-                    "floor",
-                    floor_url,
-                    list(range(1, scenario.streams + 1)),
-                    {"message": "bench", "model": scenario.model},
-                    pid=floor_pid,
-                )
-            else:
-                agent = await _agent(kaiwa, f"fake/{scenario.model}")
-                target = await load.kaiwa_target(
-                    kaiwa.base_url, kaiwa.api_key, agent, scenario.streams, pid=kaiwa.pid
-                )
-            model_cpu = load.cpu_seconds(model_pid)
-            async with asyncio.timeout(scenario.timeout + 30):
-                result = await load.run(
+class Bench:
+    def __init__(
+        self, floor_url: str, floor_pid: int, kaiwa: Kaiwa, model_url: str, model_pid: int
+    ) -> None:
+        self.floor_url = floor_url
+        self.floor_pid = floor_pid
+        self.kaiwa = kaiwa
+        self.model_url = model_url
+        self.model_pid = model_pid
+        self.chats = load.ChatPool(kaiwa.base_url, kaiwa.api_key)
+        self.agents: dict[str, str] = {}
+        self.held_agent: tuple[str, str] | None = None
+        """(id, llm_model): one agent for every held run, republished on each new model, so
+        that they all reuse its chats."""
+        self.tags = itertools.count(1)
+        self.started = time.monotonic()
+
+    async def run_all(self, plan: Plan) -> dict[str, Any]:
+        await self.scenario(WARMUP)
+        report: dict[str, Any] = {}
+        # First, while the servers' heaps are small: later runs leave freed memory behind that
+        # new streams would reuse without growing the resident set.
+        report["idle"] = {name: await self.idle(name, plan.idle_streams) for name in TARGETS}
+        report["saturation"] = await self.scenario(plan.saturation)
+        report["paced"] = [await self.scenario(s) for s in plan.paced]
+        report["arrivals"] = await self.scenario(plan.arrivals)
+        report["capacity"] = {
+            name: await self.capacity(
+                name, report["paced"], plan.capacity_steps, plan.capacity_tokens
+            )
+            for name in TARGETS
+        }
+        report["replay"] = await asyncio.to_thread(
+            _replay, self.kaiwa, plan.replay_events, plan.replay_runs
+        )
+        report["targets"] = targets(report)
+        return report
+
+    async def target(
+        self, name: str, scenario: Scenario, model: str, body: dict[str, object] | None = None
+    ) -> load.Target:
+        if name == "floor":
+            return load.Target(
+                "floor",
+                self.floor_url,
+                list(range(1, scenario.streams + 1)),
+                {"message": "bench", "model": model},
+                pid=self.floor_pid,
+            )
+        agent = await self.agent(f"fake/{model}", held=scenario.hold)
+        return await load.kaiwa_target(
+            self.kaiwa.base_url,
+            self.kaiwa.api_key,
+            agent,
+            scenario.streams,
+            pid=self.kaiwa.pid,
+            chats=self.chats,
+            body=body,
+        )
+
+    async def agent(self, llm_model: str, *, held: bool) -> str:
+        if not held:
+            if llm_model not in self.agents:
+                self.agents[llm_model] = await _agent(self.kaiwa, llm_model)
+            return self.agents[llm_model]
+        if self.held_agent is None:
+            self.held_agent = (await _agent(self.kaiwa, llm_model), llm_model)
+        elif self.held_agent[1] != llm_model:
+            agent_id = self.held_agent[0]
+            await _republish(self.kaiwa, agent_id, llm_model)
+            self.held_agent = (agent_id, llm_model)
+        return self.held_agent[0]
+
+    async def scenario(self, scenario: Scenario) -> dict[str, Any]:
+        row: dict[str, Any] = {"scenario": asdict(scenario)}
+        for name in TARGETS:
+            row[name] = await self.one(name, scenario)
+        return row
+
+    async def one(self, name: str, scenario: Scenario) -> dict[str, Any]:
+        tag = f"{name[0]}{next(self.tags)}" if scenario.hold else None
+        setup = time.monotonic()
+        target = await self.target(name, scenario, scenario.model(tag))
+        setup = time.monotonic() - setup
+        model_cpu = load.cpu_seconds(self.model_pid)
+        async with asyncio.timeout(scenario.timeout + 30):
+            running = asyncio.create_task(
+                load.run(
                     target, scenario.streams, ramp=scenario.ramp, stream_limit=scenario.timeout
                 )
-            summary = load.summarize(result, ttft=scenario.ttft)
-            summary["model_cpu_s"] = round(load.cpu_seconds(model_pid) - model_cpu, 3)
-            row[name] = summary
-            errors = load.first_errors(result)
-            print(f"{scenario.name:<36} {name:<6} {_brief(summary)}", flush=True)
-            for error in errors:
-                print("    error:", error, flush=True)
-            await asyncio.sleep(1.0)  # let the servers settle between runs
-        if scenario is not WARMUP:
-            results.append(row)
-    return results
+            )
+            if tag is not None:
+                await load.release_when_held(self.model_url, tag, scenario.streams)
+            result = await running
+        summary: dict[str, Any] = dict(load.summarize(result, ttft=scenario.ttft))
+        summary["model_cpu_s"] = round(load.cpu_seconds(self.model_pid) - model_cpu, 3)
+        summary["setup_s"] = round(setup, 2)
+        at = time.monotonic() - self.started
+        print(f"{at:5.0f}s {scenario.name:<38} {name:<6} {_brief(summary)}", flush=True)
+        for error in load.first_errors(result):
+            print("    error:", error, flush=True)
+        await asyncio.sleep(0.5)  # let the servers settle between runs
+        return summary
+
+    async def capacity(
+        self, name: str, paced: list[dict[str, Any]], steps: int, tokens: int
+    ) -> dict[str, Any]:
+        """The most streams at 20 tokens/s all open at once with the plateau's p99 added
+        latency within `CAPACITY_P99_MS` and no error.
+
+        Starts from the `concurrent` runs already made, then `steps` more: doubling past the
+        largest while it passes, else bisecting (in log scale) between the largest pass and
+        the smallest fail.
+        """
+
+        def ok(summary: dict[str, Any]) -> bool:
+            p99 = summary["plateau_added_ms_p99"]
+            return not summary["errors"] and p99 is not None and p99 <= CAPACITY_P99_MS
+
+        tried = {row["scenario"]["streams"]: row[name] | {"pass": ok(row[name])} for row in paced}
+        for _ in range(steps):
+            good = max((n for n, r in tried.items() if r["pass"]), default=0)
+            bad = min((n for n, r in tried.items() if not r["pass"] and n > good), default=None)
+            if bad is None:
+                n = good * 2
+            else:
+                n = int(math.sqrt(max(good, 25) * bad) // 10 * 10)
+                if n <= good or n >= bad or (bad - good) / bad < 0.15:
+                    break
+            scenario = replace(concurrent(n, tokens), name=f"capacity: {n} streams")
+            summary = await self.one(name, scenario)
+            tried[n] = summary | {"pass": ok(summary)}
+        good = max((n for n, r in tried.items() if r["pass"]), default=0)
+        bad = min((n for n, r in tried.items() if not r["pass"] and n > good), default=None)
+        return {
+            "streams": good,
+            "first_failing": bad,
+            "tried": {str(k): v for k, v in sorted(tried.items())},
+        }
+
+    async def idle(self, name: str, n: int) -> dict[str, Any]:
+        """Resident memory per open stream whose model stalls after `response.created`."""
+        scenario = Scenario("idle", streams=n, tps=20, tokens=10, ramp=n / 500, hold=True)
+        body: dict[str, object] = {"on_disconnect": "cancel"}
+        model = scenario.model(f"idle{next(self.tags)}")  # never released
+        target = await self.target(name, scenario, model, body if name == "kaiwa" else None)
+        assert target.pid is not None
+        await asyncio.sleep(1.0)
+        before = _rss(target.pid)
+        hold, all_open = asyncio.Event(), asyncio.Event()
+        created = 0
+
+        def count() -> None:
+            nonlocal created
+            created += 1
+            if created == n:
+                all_open.set()
+
+        running = asyncio.create_task(
+            load.run(
+                target,
+                n,
+                ramp=scenario.ramp,
+                stream_limit=scenario.timeout,
+                hold=hold,
+                on_created=count,
+            )
+        )
+        waiting = asyncio.create_task(all_open.wait())
+        await asyncio.wait(
+            [waiting, running], timeout=scenario.ramp + 60, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiting.cancel()
+        await asyncio.sleep(2.0)  # the last ones settle: producer parked, writer parked
+        during = _rss(target.pid)
+        hold.set()
+        result = await running
+        errors = sum(1 for s in result.streams if s.error)
+        opened = sum(1 for s in result.streams if s.created is not None)
+        per_stream = (during - before) / max(opened, 1)
+        at = time.monotonic() - self.started
+        print(
+            f"{at:5.0f}s {'idle streams':<38} {name:<6} opened={opened} errors={errors} "
+            f"rss {before / 2**20:.1f} -> {during / 2**20:.1f} MiB: "
+            f"{per_stream / 1024:.1f} KiB per stream",
+            flush=True,
+        )
+        await asyncio.sleep(2.0)  # cancelled producers store their outcome
+        return {
+            "streams": n,
+            "opened": opened,
+            "errors": errors,
+            "rss_before_mib": round(before / 2**20, 2),
+            "rss_open_mib": round(during / 2**20, 2),
+            "kib_per_stream": round(per_stream / 1024, 2),
+        }
 
 
-def _brief(s: dict[str, float | int | None]) -> str:
-    return (
-        f"deltas={s['deltas']} errors={s['errors']} wall={s['wall_s']}s "
-        f"cpu/1k={s['cpu_s_per_1000_deltas']} added p50={s['added_ms_p50']}ms "
-        f"p99={s['added_ms_p99']}ms loader_cpu={s['loader_cpu_s']}s"
+def _replay(kaiwa: Kaiwa, events: int, runs: int) -> dict[str, Any]:
+    import replay
+
+    headers = {"x-api-key": kaiwa.api_key}
+    with httpx.Client(base_url=kaiwa.base_url, headers=headers, timeout=60) as client:
+        result = replay.replay_over_http(client, events, runs)
+    if isinstance(result, str):
+        print(f"{'replay':<38} kaiwa  skipped: {result}", flush=True)
+        return {"skipped": result}
+    replayed, seconds = result
+    median = statistics.median(seconds) * 1000
+    print(f"{'replay':<38} kaiwa  {replayed} events: median {median:.1f} ms", flush=True)
+    return {
+        "events": replayed,
+        "runs": len(seconds),
+        "median_ms": round(median, 2),
+        "max_ms": round(max(seconds) * 1000, 2),
+    }
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+# ---------------------------------------------------------------- targets and the report
+
+Check = tuple[str, str, Callable[[dict[str, Any]], tuple[float | None, float | None, bool]]]
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target: what it bounds, kaiwa's figure, the floor's, the bound, PASS or FAIL."""
+    sat = report["saturation"]
+    big = report["paced"][-1]
+    arr = report["arrivals"]
+    idle = report["idle"]
+    replay = report["replay"]
+    rows: list[dict[str, Any]] = []
+
+    def add(label: str, kaiwa: float | None, floor: float | None, bound: str, ok: bool) -> None:
+        rows.append({"target": label, "kaiwa": kaiwa, "floor": floor, "bound": bound, "pass": ok})
+
+    k, f = sat["kaiwa"]["cpu_s_per_1000_deltas"], sat["floor"]["cpu_s_per_1000_deltas"]
+    add(
+        "server CPU-s per 1,000 deltas (saturation)",
+        k,
+        f,
+        "≤ 1.5 × floor",
+        k is not None and f is not None and k <= 1.5 * f,
     )
+    streams = big["scenario"]["streams"]
+    k, f = big["kaiwa"]["plateau_added_ms_p99"], big["floor"]["plateau_added_ms_p99"]
+    add(
+        f"added latency p99 at {streams:,} concurrent streams (ms)",
+        k,
+        f,
+        "≤ 20",
+        k is not None and k <= 20 and not big["kaiwa"]["errors"],
+    )
+    k, f = idle["kaiwa"]["kib_per_stream"], idle["floor"]["kib_per_stream"]
+    add(
+        "resident memory per open idle stream (KiB)",
+        k,
+        f,
+        "≤ 100",
+        k is not None and k <= 100 and not idle["kaiwa"]["errors"],
+    )
+    rate = arr["scenario"]["streams"] / arr["scenario"]["ramp"]
+    k, f = arr["kaiwa"]["created_ms_p50"], arr["floor"]["created_ms_p50"]
+    add(
+        f"time to response.created p50 at {rate:g} msg/s (ms)",
+        k,
+        f,
+        "≤ 10",
+        k is not None and k <= 10 and not arr["kaiwa"]["errors"],
+    )
+    k = replay.get("median_ms")
+    events = replay.get("events", 10_000)
+    add(f"replay of {events:,} events, median (ms)", k, None, "≤ 200", k is not None and k <= 200)
+    return rows
 
 
-METRICS = [
+ROWS = [
     ("server CPU-s per 1,000 deltas", "cpu_s_per_1000_deltas"),
     ("deltas per second", "deltas_per_s"),
     ("added latency per delta p50 (ms)", "added_ms_p50"),
     ("added latency per delta p99 (ms)", "added_ms_p99"),
+    ("most streams open at once", "concurrent_peak"),
+    ("… all open for (s)", "plateau_s"),
+    ("… added latency then p50 (ms)", "plateau_added_ms_p50"),
+    ("… added latency then p99 (ms)", "plateau_added_ms_p99"),
     ("time to response.created p50 (ms)", "created_ms_p50"),
     ("time to response.created p99 (ms)", "created_ms_p99"),
     ("first delta over TTFT p50 (ms)", "first_delta_over_ttft_ms_p50"),
@@ -150,63 +475,126 @@ METRICS = [
 ]
 
 
-def markdown(results: list[dict[str, object]]) -> str:
+def markdown(report: dict[str, Any]) -> str:
     lines = [
+        f"{report['date']}, {report['machine']}, {report['set']} set in {report['wall_s']:.0f} s; "
+        f"load average {report['load_average_before'][0]:.2f} before, "
+        f"{report['load_average_after'][0]:.2f} after",
+        "",
+        "| target | kaiwa | floor | bound | |",
+        "|---|--:|--:|--:|---|",
+    ]
+    for t in report["targets"]:
+        verdict = "PASS" if t["pass"] else "**FAIL**"
+        lines.append(
+            f"| {t['target']} | {_num(t['kaiwa'])} | {_num(t['floor'])} | {t['bound']} "
+            f"| {verdict} |"
+        )
+    cap = report["capacity"]
+    lines += [
+        "",
+        f"Capacity: the most streams at 20 tok/s all open at once with p99 added latency "
+        f"≤ {CAPACITY_P99_MS:g} ms: kaiwa {_capacity(cap['kaiwa'])}, "
+        f"floor {_capacity(cap['floor'])}.",
+        "",
         "| scenario | measure | kaiwa | floor | kaiwa / floor |",
         "|---|---|--:|--:|--:|",
     ]
-    for row in results:
-        scenario = row["scenario"]
-        kaiwa, floor = row["kaiwa"], row["floor"]
-        assert isinstance(scenario, dict)
-        assert isinstance(kaiwa, dict)
-        assert isinstance(floor, dict)
-        for label, key in METRICS:
-            k, f = kaiwa[key], floor[key]
+    for row in [report["saturation"], *report["paced"], report["arrivals"]]:
+        name = row["scenario"]["name"]
+        for label, key in ROWS:
+            k, f = row["kaiwa"][key], row["floor"][key]
+            if (k is None and f is None) or (row["scenario"]["hold"] and "ttft" in key):
+                # Held streams wait for each other before their first token.
+                continue
             ratio = f"{k / f:.2f}" if isinstance(k, int | float) and f else ""
-            lines.append(f"| {scenario['name']} | {label} | {_num(k)} | {_num(f)} | {ratio} |")
+            lines.append(f"| {name} | {label} | {_num(k)} | {_num(f)} | {ratio} |")
+    idle = report["idle"]
+    for label, key in (
+        ("open streams", "opened"),
+        ("resident set with them open (MiB)", "rss_open_mib"),
+        ("resident memory per stream (KiB)", "kib_per_stream"),
+    ):
+        k, f = idle["kaiwa"][key], idle["floor"][key]
+        ratio = f"{k / f:.2f}" if f else ""
+        lines.append(f"| idle streams | {label} | {_num(k)} | {_num(f)} | {ratio} |")
     return "\n".join(lines) + "\n"
+
+
+def _capacity(result: dict[str, Any]) -> str:
+    tried = ", ".join(
+        f"{n} {'ok' if r['pass'] else 'no'} ({_num(r['plateau_added_ms_p99'])} ms)"
+        for n, r in result["tried"].items()
+    )
+    return f"**{result['streams']}** (tried {tried})"
 
 
 def _num(value: object) -> str:
     if isinstance(value, float):
         return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
-    return "" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "–" if value is None else str(value)
 
 
-def _plot(results: list[dict[str, object]], path: Path) -> None:
+def _brief(s: dict[str, Any]) -> str:
+    return (
+        f"deltas={s['deltas']} errors={s['errors']} wall={s['wall_s']}s "
+        f"cpu/1k={s['cpu_s_per_1000_deltas']} added p50={s['added_ms_p50']}ms "
+        f"p99={s['added_ms_p99']}ms peak={s['concurrent_peak']} "
+        f"plateau p99={s['plateau_added_ms_p99']}ms created p50={s['created_ms_p50']}ms "
+        f"loader_cpu={s['loader_cpu_s']}s"
+    )
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("(no PNG: matplotlib is not installed)")
+        print("(no PNG: matplotlib is not installed: pip install 'kaiwa[bench]')")
         return
-    paced = [r for r in results if r["scenario"]["tps"] == 20]  # type: ignore[index]
-    paced.sort(key=lambda r: r["scenario"]["streams"])  # type: ignore[index]
-    x = [r["scenario"]["streams"] for r in paced]  # type: ignore[index]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for target, colour in (("kaiwa", "tab:red"), ("floor", "tab:blue")):
-        for key, style in (("added_ms_p50", "-o"), ("added_ms_p99", "--s")):
-            y = [r[target][key] for r in paced]  # type: ignore[index]
-            ax.plot(x, y, style, color=colour, label=f"{target} {key[-3:]}")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, colour in (("kaiwa", "tab:red"), ("floor", "tab:blue")):
+        # Every run of streams all open at once at 20 tok/s.
+        runs = [r[name] for r in report["paced"]] + list(report["capacity"][name]["tried"].values())
+        points = sorted(
+            (r["concurrent_peak"], r["plateau_added_ms_p50"], r["plateau_added_ms_p99"])
+            for r in runs
+            if r["plateau_added_ms_p99"] is not None
+        )
+        if not points:
+            continue
+        x = [p[0] for p in points]
+        ax.plot(x, [p[1] for p in points], "-o", color=colour, label=f"{name} p50")
+        ax.plot(x, [p[2] for p in points], "--s", color=colour, label=f"{name} p99")
+    ax.axhline(CAPACITY_P99_MS, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
-    ax.set_xlabel("concurrent streams")
+    ax.set_yscale("log")
+    ax.set_xlabel("streams open at once (20 tokens/s each)")
     ax.set_ylabel("added latency per delta (ms)")
+    ax.set_title(f"kaiwa vs floor, {report['date'][:10]}, {report['machine']}", fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"plot: {path}")
 
 
+# ---------------------------------------------------------------- processes
+
+
 @contextmanager
-def _process(script: str, *extra: str) -> Iterator[tuple[str, int]]:
-    """One of the bench's own servers on a free loopback port: (base URL, pid)."""
+def _process(script: str, *extra: str, log: Path | None = None) -> Iterator[tuple[str, int]]:
+    """One of the bench's own servers on a free loopback port: (base URL, pid). Its output
+    goes to `<log>/<script>.log` (a dropped stream makes the floor print tracebacks)."""
     port = _free_port()
+    out = open(log / f"{Path(script).stem}.log", "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, str(HERE / script), "--port", str(port), *extra],
-        stdout=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
     )
     try:
         _wait_port(port, proc)
@@ -219,6 +607,8 @@ def _process(script: str, *extra: str) -> Iterator[tuple[str, int]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+        if log:
+            out.close()  # type: ignore[union-attr]
 
 
 @contextmanager
@@ -227,6 +617,7 @@ def _kaiwa(model_url: str, log_path: str) -> Iterator[Kaiwa]:
         config = Path(config_dir) / "kaiwa.toml"
         config.write_text(
             f'[providers.fake]\ntype = "openai"\nbase_url = "{model_url}"\napi_key = "x"\n'
+            '[providers.scripted]\ntype = "scripted"\n'
         )
         env = {"KAIWA_CONFIG": str(config), "KAIWA_SHUTDOWN_GRACE": "2"}
         with running_kaiwa(env=env, log_path=log_path) as k:
@@ -243,6 +634,14 @@ async def _agent(kaiwa: Kaiwa, llm_model: str) -> str:
         agent_id = str(created.json()["data"]["id"])
         (await client.post(f"/api/v1/agents/{agent_id}/publish")).raise_for_status()
     return agent_id
+
+
+async def _republish(kaiwa: Kaiwa, agent_id: str, llm_model: str) -> None:
+    headers = {"x-api-key": kaiwa.api_key}
+    async with httpx.AsyncClient(base_url=kaiwa.base_url, headers=headers, timeout=30) as client:
+        body = {"llm_model": llm_model}
+        (await client.patch(f"/api/v1/agents/{agent_id}", json=body)).raise_for_status()
+        (await client.post(f"/api/v1/agents/{agent_id}/publish")).raise_for_status()
 
 
 def _free_port() -> int:

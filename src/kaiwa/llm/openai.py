@@ -13,6 +13,10 @@ Deliberate choices:
   timeout restarts on every byte and per retry, so it is only a backstop.
 - Error messages are built here from the status code, error code or address, never from the SDK's
   message or the server's body: those can quote the request, and OpenAI's 401 quotes the key.
+- The call goes through the SDK's generic `post` with `cast_to=object`, not
+  `chat.completions.create`: the request, auth, retries, SSE decoding and in-stream errors are
+  still the SDK's, but each chunk stays the dict `json.loads` made. Building a typed
+  `ChatCompletionChunk` per chunk cost about 80 µs, most of a streamed token's CPU time.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Any
 
 from kaiwa.config import ProviderSettings
 from kaiwa.llm.base import (
@@ -39,11 +44,9 @@ try:
     import openai
     from openai.types.chat import (
         ChatCompletionAssistantMessageParam,
-        ChatCompletionChunk,
         ChatCompletionFunctionToolParam,
         ChatCompletionMessageParam,
     )
-    from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
         "the 'openai' model provider needs the openai SDK: pip install 'kaiwa[server]'"
@@ -75,7 +78,7 @@ class OpenAIModel:
         client = self._get_client()
         settings = self._settings
         state = _ChunkState()
-        chunks: openai.AsyncStream[ChatCompletionChunk] | None = None
+        chunks: openai.AsyncStream[object] | None = None
         streamed_text = False
         try:
             try:
@@ -85,17 +88,22 @@ class OpenAIModel:
             except TimeoutError:
                 limit = settings.first_byte_timeout
                 raise self._error(f"no answer within first_byte_timeout ({limit:g} s)") from None
-            while chunk is not None:
-                for delta in state.apply(chunk):
-                    streamed_text = True
-                    yield delta
-                try:
-                    async with asyncio.timeout(settings.chunk_timeout):
+            loop = asyncio.get_running_loop()
+            try:
+                # One deadline, armed only while a chunk is awaited: the consumer's time with
+                # a delta (between the yields) never counts. Cheaper than a scope per chunk.
+                async with asyncio.timeout(None) as deadline:
+                    while chunk is not None:
+                        for delta in state.apply(chunk):
+                            streamed_text = True
+                            yield delta
+                        deadline.reschedule(loop.time() + settings.chunk_timeout)
                         chunk = await anext(chunks, None)
-                except TimeoutError:
-                    limit = settings.chunk_timeout
-                    problem = f"the answer stalled for more than chunk_timeout ({limit:g} s)"
-                    raise self._error(problem, partial=streamed_text) from None
+                        deadline.reschedule(None)
+            except TimeoutError:
+                limit = settings.chunk_timeout
+                problem = f"the answer stalled for more than chunk_timeout ({limit:g} s)"
+                raise self._error(problem, partial=streamed_text) from None
             for event in state.finish():
                 yield event
         except _BadStream as exc:
@@ -131,7 +139,7 @@ class OpenAIModel:
 
     async def _create(
         self, client: openai.AsyncOpenAI, request: ModelRequest
-    ) -> openai.AsyncStream[ChatCompletionChunk]:
+    ) -> openai.AsyncStream[object]:
         messages: list[ChatCompletionMessageParam] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
@@ -147,16 +155,23 @@ class OpenAIModel:
             }
             for tool in request.tools
         ]
+        body: dict[str, object] = {"model": self._model, "messages": messages, "stream": True}
+        if self._settings.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        if tools:
+            body["tools"] = tools
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
         extra = request.settings  # passed as is: a bad value is the server's to reject
-        return await client.chat.completions.create(
-            model=self._model,
-            messages=messages,
+        for name in ("temperature", "top_p"):
+            if name in extra:
+                body[name] = extra[name]
+        return await client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=object,
             stream=True,
-            stream_options={"include_usage": True} if self._settings.stream_usage else openai.omit,
-            tools=tools or openai.omit,
-            max_tokens=request.max_tokens if request.max_tokens is not None else openai.omit,
-            temperature=extra.get("temperature", openai.omit),
-            top_p=extra.get("top_p", openai.omit),
+            stream_cls=openai.AsyncStream[object],
         )
 
     def _error(self, problem: str, *, partial: bool = False) -> ModelError:
@@ -199,37 +214,42 @@ class _ChunkState:
         self._calls: dict[int, _PartialCall] = {}
         self._usage: Usage | None = None
 
-    def apply(self, chunk: ChatCompletionChunk) -> list[TextDelta]:
+    def apply(self, chunk: object) -> list[TextDelta]:
+        """One chunk as `json.loads` made it: a `chat.completion.chunk` object, unvalidated."""
         deltas: list[TextDelta] = []
         try:
-            # The SDK builds chunks without validating them, so a chunk of the wrong shape
-            # shows up here as a missing attribute or a non-iterable.
-            if chunk.usage is not None:
-                usage = chunk.usage
-                self._usage = Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
-            for choice in chunk.choices or ():
-                delta = choice.delta
-                if delta.content:
-                    deltas.append(TextDelta(str(delta.content)))
-                for part in delta.tool_calls or ():
+            # Nothing validated the chunk, so one of the wrong shape shows up here as a
+            # missing key or attribute, or a non-iterable.
+            usage = chunk.get("usage")  # type: ignore[attr-defined]
+            if usage is not None:
+                prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+                self._usage = Usage(int(prompt or 0), int(completion or 0))
+            for choice in chunk.get("choices") or ():  # type: ignore[attr-defined]
+                delta = choice["delta"]
+                content = delta.get("content")
+                if content:
+                    deltas.append(TextDelta(str(content)))
+                for part in delta.get("tool_calls") or ():
                     call = self._calls.setdefault(self._index_of(part), _PartialCall())
-                    call.id = part.id or call.id
-                    if part.function is not None:
-                        call.name = part.function.name or call.name
-                        call.arguments += part.function.arguments or ""
-        except (AttributeError, TypeError):
+                    call.id = part.get("id") or call.id
+                    function = part.get("function")
+                    if function is not None:
+                        call.name = function.get("name") or call.name
+                        call.arguments += function.get("arguments") or ""
+        except (AttributeError, KeyError, TypeError, ValueError):
             raise _BadStream("malformed chunk from the model server") from None
         return deltas
 
-    def _index_of(self, part: ChoiceDeltaToolCall) -> int:
-        if part.index is not None:
-            return int(part.index)
+    def _index_of(self, part: dict[str, Any]) -> int:
+        index, part_id = part.get("index"), part.get("id")
+        if index is not None:
+            return int(index)
         # Gemini's OpenAI-compatible endpoint leaves `index` out (each call whole in one
         # delta): a part with a new id opens a call, any other part goes on with the last one.
-        for index, call in self._calls.items():
-            if part.id and call.id == part.id:
-                return index
-        if part.id or not self._calls:
+        for known, call in self._calls.items():
+            if part_id and call.id == part_id:
+                return known
+        if part_id or not self._calls:
             return max(self._calls, default=-1) + 1
         return max(self._calls)
 

@@ -12,6 +12,10 @@ import codecs
 import re
 from dataclasses import dataclass
 
+from pydantic_core import to_json
+
+from kaiwa.protocol.events import OutputTextDelta
+
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 
@@ -27,6 +31,31 @@ def encode_frame(event_id: int, event_type: str, data_json: str) -> bytes:
     if "\n" in data_json or "\r" in data_json:
         raise ValueError("data_json must be a single line")
     return f"id: {event_id}\nevent: {event_type}\ndata: {data_json}\n\n".encode()
+
+
+class DeltaFrames:
+    """`response.output_text.delta` frames of one response, from a template.
+
+    >>> DeltaFrames("r", 1).encode(7, "営業").decode()[-27:]
+    '"chat_id":1,"delta":"営業"}\\n\\n'
+
+    Byte for byte what `encode_frame(n, event.type, event.model_dump_json())` gives for the
+    same `OutputTextDelta`, at a fraction of the cost: the response's part of the JSON is
+    serialised once, and each delta's text by pydantic's own JSON string encoder (which escapes
+    every control character, so a frame can never break across lines).
+    """
+
+    __slots__ = ("_head",)
+
+    def __init__(self, response_id: str, chat_id: int) -> None:
+        empty = OutputTextDelta(response_id=response_id, chat_id=chat_id, delta="")
+        data = empty.model_dump_json()
+        if not data.endswith('"delta":""}'):  # pragma: no cover - the model's fields changed
+            raise RuntimeError(f"unexpected delta JSON: {data}")
+        self._head = f"event: {empty.type}\ndata: {data[:-3]}".encode()
+
+    def encode(self, event_id: int, text: str) -> bytes:
+        return b"id: %d\n%s%s}\n\n" % (event_id, self._head, to_json(text))
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,10 @@ class ResponseState:
             self.error = event
             self.status = "failed"
 
+    def apply_delta(self, text: str) -> None:
+        """`apply` of an `OutputTextDelta` of this response carrying `text`, without the event."""
+        self._chunks.append(text)
+
     def _end_step(self, event: ReasoningStepEnd) -> None:
         end = event.step.model_dump(mode="json")
         for step in self.steps:

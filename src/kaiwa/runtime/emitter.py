@@ -3,6 +3,10 @@
 Events are encoded to SSE frames exactly once, here. The emitter also keeps the idle deadline:
 each event pushes it forward (at most once a second, or a tenth of the timeout, so the hot path
 stays a comparison).
+
+Deliberate oddity: a text delta, the event of almost every frame, is neither built as an
+`OutputTextDelta` nor dumped by pydantic. `DeltaFrames` writes the same bytes from a template,
+and the state folds the bare text: a seventh of the cost per token.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kaiwa.bus import EventLog
-from kaiwa.protocol import Event, OutputTextDelta, ResponseState, encode_frame
+from kaiwa.protocol import Event, ResponseState, encode_frame
 from kaiwa.protocol.events import (
     TERMINAL_TYPES,
     ReasoningStepEnd,
@@ -20,6 +24,7 @@ from kaiwa.protocol.events import (
     StepEnd,
     StepStart,
 )
+from kaiwa.protocol.sse import DeltaFrames
 
 
 class Emitter:
@@ -28,6 +33,7 @@ class Emitter:
         self.chat_id = chat_id
         self.state = ResponseState(response_id=response_id, chat_id=chat_id)
         self._log = log
+        self._deltas = DeltaFrames(response_id, chat_id)
         self._seq = 0
         self._lock = asyncio.Lock()
         self._deadline: asyncio.Timeout | None = None
@@ -52,9 +58,15 @@ class Emitter:
             self._deadline = None
 
     async def delta(self, text: str) -> None:
-        await self.emit(
-            OutputTextDelta(response_id=self.response_id, chat_id=self.chat_id, delta=text)
-        )
+        """Append one `response.output_text.delta`; see `emit`."""
+        async with self._lock:
+            if self.finished:
+                return
+            seq = self._seq + 1
+            await self._log.append(self.response_id, [self._deltas.encode(seq, text)])
+            self._seq = seq
+            self.state.apply_delta(text)
+        self._push_deadline()
 
     async def step_start(self, step: StepStart) -> None:
         await self.emit(
@@ -85,6 +97,9 @@ class Emitter:
             self._seq = seq
             self.state.apply(event)
             self.finished = finish
+        self._push_deadline()
+
+    def _push_deadline(self) -> None:
         if self._deadline is not None:
             now = asyncio.get_running_loop().time()
             if now - self._pushed_at >= self._granularity:

@@ -37,53 +37,47 @@ async def follow(
     """The stream's body: frames after `after`, live, to `[DONE]`.
 
     `on_disconnect` runs when the client goes away before the end (the body is closed early).
+    Each read's frames go out as one chunk: a reader that fell behind catches up in one write.
     """
     ended = False
     try:
-        async for chunk in _frames(log, response_id, chat_id, after, ping_interval, idle_timeout):
-            yield chunk
-        ended = True
+        yield PING
+        cursor = after
+        silent = 0.0
+        while True:
+            read = await log.read(response_id, cursor, wait=ping_interval)
+            if read is None:
+                message = "This response's events have expired"
+                error = _error_frame(cursor + 1, response_id, chat_id, ErrorCode.NOT_FOUND, message)
+                yield error + DONE
+                ended = True
+                return
+            frames = read.frames
+            if frames:
+                silent = 0.0
+                cursor = read.last
+                body = frames[0] if len(frames) == 1 else b"".join(frames)
+                if read.finished:
+                    yield body + DONE
+                    ended = True
+                    return
+                yield body
+                continue
+            if read.finished:
+                yield DONE
+                ended = True
+                return
+            silent += ping_interval
+            if silent > idle_timeout + _GRACE:
+                message = "No event for too long: the response timed out"
+                error = _error_frame(cursor + 1, response_id, chat_id, ErrorCode.TIMEOUT, message)
+                yield error + DONE
+                ended = True
+                return
+            yield PING
     finally:
         if not ended and on_disconnect is not None:
             on_disconnect()
-
-
-async def _frames(
-    log: EventLog,
-    response_id: str,
-    chat_id: int,
-    after: int,
-    ping_interval: float,
-    idle_timeout: float,
-) -> AsyncIterator[bytes]:
-    yield PING
-    cursor = after
-    silent = 0.0
-    while True:
-        read = await log.read(response_id, cursor, wait=ping_interval)
-        if read is None:
-            message = "This response's events have expired"
-            yield (
-                _error_frame(cursor + 1, response_id, chat_id, ErrorCode.NOT_FOUND, message) + DONE
-            )
-            return
-        if read.frames:
-            silent = 0.0
-            cursor = read.last
-            body = b"".join(read.frames)
-            yield body + DONE if read.finished else body
-            if read.finished:
-                return
-            continue
-        if read.finished:
-            yield DONE
-            return
-        silent += ping_interval
-        if silent > idle_timeout + _GRACE:
-            message = "No event for too long: the response timed out"
-            yield _error_frame(cursor + 1, response_id, chat_id, ErrorCode.TIMEOUT, message) + DONE
-            return
-        yield PING
 
 
 def _error_frame(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import func, select
@@ -105,10 +106,38 @@ async def publish(session: AsyncSession, agent: Agent) -> AgentVersion:
 
 
 async def published_version(session: AsyncSession, agent: Agent) -> AgentVersion | None:
-    if agent.published_version is None:
+    """The version chats of `agent` run. A version never changes once published (publishing
+    makes a new one), so each is read once per process and kept (a few thousand at most); the
+    caller must not modify it."""
+    number = agent.published_version
+    if number is None:
         return None
-    return await session.scalar(
-        select(AgentVersion).where(
-            AgentVersion.agent_id == agent.id, AgentVersion.version == agent.published_version
-        )
+    key = (agent.id, number)
+    version = _versions.get(key)
+    if version is not None:
+        _versions.move_to_end(key)
+        return version
+    query = select(AgentVersion).where(
+        AgentVersion.agent_id == agent.id, AgentVersion.version == number
     )
+    loaded = await session.scalar(query)
+    if loaded is None:
+        return None
+    # A copy that belongs to no session: a rollback of this one cannot expire it.
+    version = AgentVersion(
+        id=loaded.id,
+        agent_id=loaded.agent_id,
+        version=loaded.version,
+        snapshot=loaded.snapshot,
+        created_at=loaded.created_at,
+    )
+    _versions[key] = version
+    if len(_versions) > _VERSIONS_KEPT:
+        _versions.popitem(last=False)
+    return version
+
+
+# (agent id, version number) → the version, least recently used first. Agent ids are UUIDs,
+# so one process serving several databases (tests) cannot mix them up.
+_versions: OrderedDict[tuple[str, int], AgentVersion] = OrderedDict()
+_VERSIONS_KEPT = 4096

@@ -5,11 +5,17 @@ SQLite runs in WAL mode with a busy timeout, and a transaction that may write st
 once with "database is locked", so taking the write lock up front is what makes the busy timeout
 work. Read-only sessions (`session_factory(engine, read_only=True)`, e.g. every key lookup) begin
 deferred instead: in WAL mode readers neither wait for the writer nor hold it up.
+
+On SQLite, `transaction` also queues its writers in this process, first come first served, before
+they ask for the lock: SQLite's busy handler polls with sleeps growing to 100 ms, so under a burst
+of new turns writers slept far longer than any of them held the lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -103,8 +109,29 @@ async def transaction(
 
     Never hold one open across a model or tool await.
     """
-    async with sessions() as session, session.begin():
+    gate = _write_gate(sessions)
+    if gate is None:
+        async with sessions() as session, session.begin():
+            yield session
+        return
+    async with gate, sessions() as session, session.begin():
         yield session
+
+
+# Per event loop, per SQLite database: the writers of `transaction` wait here in turn.
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _write_gate(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Lock | None:
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
+        return None
+    if bind.get_execution_options().get(_READ_ONLY, False):
+        return None
+    gates = _gates.setdefault(asyncio.get_running_loop(), {})
+    return gates.setdefault(str(bind.url), asyncio.Lock())
 
 
 async def migrate(engine: AsyncEngine) -> None:

@@ -18,7 +18,14 @@ from kaiwa.protocol.events import (
     TokenUsage,
     parse_event,
 )
-from kaiwa.protocol.sse import DONE, PING, ServerSentEvent, SSEDecoder, encode_frame
+from kaiwa.protocol.sse import (
+    DONE,
+    PING,
+    DeltaFrames,
+    ServerSentEvent,
+    SSEDecoder,
+    encode_frame,
+)
 
 
 def decode_all(chunks: list[bytes]) -> list[ServerSentEvent]:
@@ -247,6 +254,28 @@ def test_encode_frame_refuses_data_with_a_line_break(data_json: str) -> None:
 def test_done_and_ping_frames() -> None:
     assert DONE == b"data: [DONE]\n\n"
     assert PING == b": ping\n\n"
+
+
+@settings(max_examples=300)
+@given(
+    response_id=st.text(max_size=40),
+    chat_id=st.integers(-(2**63), 2**63),
+    event_id=st.integers(1, 2**40),
+    text=st.text(),
+)
+def test_delta_frames_are_the_bytes_the_event_model_encodes(
+    response_id: str, chat_id: int, event_id: int, text: str
+) -> None:
+    event = OutputTextDelta(response_id=response_id, chat_id=chat_id, delta=text)
+    expected = encode_frame(event_id, event.type, event.model_dump_json())
+    assert DeltaFrames(response_id, chat_id).encode(event_id, text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "\x00\x1f\x7f", '"\\/', "\u2028\u2029", "😀営業", "a\r\nb"])
+def test_delta_frames_escape_like_the_event_model(text: str) -> None:
+    event = OutputTextDelta(response_id="r", chat_id=1, delta=text)
+    expected = encode_frame(3, event.type, event.model_dump_json())
+    assert DeltaFrames("r", 1).encode(3, text) == expected
 
 
 # -- encoder and decoder together ------------------------------------------------------------
