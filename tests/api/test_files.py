@@ -354,18 +354,19 @@ async def _wait_for_status(api: Api, url: str, status: int) -> None:
 
 
 async def test_unattached_ephemeral_files_expire_and_lose_their_bytes(make_api: Any) -> None:
-    api: Api = await make_api(ephemeral_file_ttl=0.3)
+    # Long enough that `kept` is attached well within it on a loaded machine; sweeps every 1 s.
+    api: Api = await make_api(ephemeral_file_ttl=2.0)
     options = json.dumps({"scope": "ephemeral"})
-    loose = data(await upload(api, "loose.txt", b"gone", "text/plain", options=options))
-    kept = data(await upload(api, "kept.txt", b"kept", "text/plain", options=options))
-    persistent = data(await upload(api, "p.txt", b"stays", "text/plain"))
     chat = await api.create_chat()
     assert (await api.send(chat["id"], "hello", stream=False)).status_code == 200
+    kept = data(await upload(api, "kept.txt", b"kept", "text/plain", options=options))
     await _attach(api, chat["id"], [kept["uuid"]])
+    loose = data(await upload(api, "loose.txt", b"gone", "text/plain", options=options))
+    persistent = data(await upload(api, "p.txt", b"stays", "text/plain"))
 
     await _wait_for_status(api, loose["file_url"], 404)
     assert await stored(api, loose["uuid"]) is None
-    await asyncio.sleep(0.5)  # more sweeps: the others stay
+    await asyncio.sleep(1.2)  # another sweep: the others stay
     for file in (kept, persistent):
         response = await api.get(file["file_url"])
         assert response.status_code == 200, file
