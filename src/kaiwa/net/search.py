@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -131,7 +132,7 @@ _STATUS_HINTS = {
 }
 
 
-class _HTTPSearch:
+class _HTTPSearch(ABC):
     """The I/O every provider shares: send one request, map failures, check the JSON's shape."""
 
     name = "search"
@@ -173,8 +174,9 @@ class _HTTPSearch:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    @abstractmethod
     def _request(self, query: str, domains: list[str], count: int) -> httpx.Request:
-        raise NotImplementedError
+        """The provider's own search request."""
 
     def _items(self, payload: bytes) -> list[_Item]:
         return _Results.model_validate_json(payload).results
