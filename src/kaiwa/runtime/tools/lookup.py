@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
+from kaiwa.files.lookup import LookupHit
 from kaiwa.llm import ToolSpec
 from kaiwa.llm.text import Language, Passage, render_passages
 from kaiwa.runtime.tools.base import Tool, ToolContext, ToolOutput, pick, text_argument
 
 LIMIT = 5
-
-
-class LookupHit(Protocol):
-    @property
-    def source(self) -> str: ...
-    @property
-    def id(self) -> str: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def snippet(self) -> str: ...
-    @property
-    def score(self) -> float: ...
-    @property
-    def text(self) -> str: ...
 
 
 Lookup = Callable[[ToolContext, str, int], Awaitable[Sequence[LookupHit]]]

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
+from kaiwa.knowledge.search import KnowledgeSearch
 from kaiwa.llm import ToolSpec
 from kaiwa.llm.text import Language, Passage, render_passages
 from kaiwa.runtime.tools.base import Tool, ToolContext, ToolOutput, pick, text_argument
 
 TOP_K = 5
-
-
-class Hit(Protocol):
-    @property
-    def document_id(self) -> str: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def chunk_id(self) -> int: ...
-    @property
-    def snippet(self) -> str: ...
-    @property
-    def score(self) -> float: ...
-    @property
-    def text(self) -> str: ...
-
-
-class KnowledgeSearch(Protocol):
-    async def search(
-        self, workspace_id: str, knowledge_base_ids: Sequence[str], query: str, *, top_k: int = 5
-    ) -> Sequence[Hit]: ...
 
 
 class RetrieveTool(Tool):

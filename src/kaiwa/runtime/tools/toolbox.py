@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kaiwa.files.lookup import LookupHit, lookup
+from kaiwa.knowledge.search import KnowledgeSearch
 from kaiwa.llm import ChatMessage, ModelError, ModelRegistry, ModelRequest
 from kaiwa.llm.registry import UnknownModelError
 from kaiwa.llm.text import detect_language
@@ -19,7 +20,7 @@ from kaiwa.runtime.tools.call_agent import CallAgentTool, Callee
 from kaiwa.runtime.tools.fetch import Fetcher, FetchTool
 from kaiwa.runtime.tools.form import FormSchemaError, FormTool, form_fields
 from kaiwa.runtime.tools.lookup import Lookup, LookupTool
-from kaiwa.runtime.tools.retrieve import KnowledgeSearch, RetrieveTool
+from kaiwa.runtime.tools.retrieve import RetrieveTool
 from kaiwa.runtime.tools.search_web import SearchWebTool, WebSearch
 from kaiwa.runtime.usage import UsageMeter
 from kaiwa.store import agents
