@@ -39,7 +39,7 @@ from kaiwa.server.routes import (
     web,
 )
 from kaiwa.store import secrets
-from kaiwa.store.db import create_engine, migrate, session_factory
+from kaiwa.store.db import checkpoint_forever, create_engine, migrate, session_factory
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,9 +47,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.resolved_database_url)
+        url = settings.resolved_database_url
+        engine = create_engine(url)
         await migrate(engine)
         sessions = session_factory(engine)
+        # Knowledge search, indexing and lookup may run long: on SQLite, off the event loop.
+        bulk_engine = (
+            create_engine(url, offload=True) if engine.dialect.name == "sqlite" else engine
+        )
+        bulk_sessions = session_factory(bulk_engine)
+        bulk_reads = session_factory(bulk_engine, read_only=True)
+        checkpoints = asyncio.create_task(checkpoint_forever(bulk_engine))
         log = MemoryEventLog(
             retention=settings.log_retention,
             max_age=settings.log_max_age,
@@ -59,10 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secret = await secrets.get_or_create(sessions, "resume_token")
         signer = TokenSigner(secret, ttl=settings.resume_token_ttl)
         read_sessions = session_factory(engine, read_only=True)
-        await recover_documents(sessions)
+        await recover_documents(bulk_sessions)
         embedder = build_embedder(settings.embeddings)
-        knowledge = KnowledgeSearch(read_sessions, embedder)
-        indexer = Indexer(sessions, embedder)
+        knowledge = KnowledgeSearch(bulk_reads, embedder)
+        indexer = Indexer(bulk_sessions, embedder)
         file_store = FileStore(settings.files_dir)
         fetcher = Fetcher(
             allow_private=settings.fetch_allow_private,
@@ -78,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 web_search=web_search,
                 web_search_results=settings.web_search.max_results,
                 fetcher=fetcher,
-                lookup=chat_lookup(read_sessions),
+                lookup=chat_lookup(bulk_reads),
             ),
             limits=Limits(
                 max_rounds=settings.max_tool_rounds,
@@ -138,9 +146,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            expiry.cancel()
-            with suppress(asyncio.CancelledError):
-                await expiry
+            for task in (expiry, checkpoints):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             batch_runner.stop()
             await runtime.drain(0)
             await batch_runner.aclose()
@@ -153,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await models.aclose()
             await log.close()
             await engine.dispose()
+            await bulk_engine.dispose()
 
     app = FastAPI(
         title="kaiwa",

@@ -14,6 +14,7 @@ of new turns writers slept far longer than any of them held the lock.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 import weakref
 from collections.abc import AsyncIterator
@@ -32,9 +33,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from kaiwa.store import inline_sqlite
+
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 _READ_ONLY = "kaiwa_read_only"
+_BUSY_TIMEOUT = 30.0
+"""Seconds a statement waits for SQLite's write lock before failing with "database is locked"."""
 _MIGRATION_LOCK = 0x6B61697761  # "kaiwa": one replica migrates at a time on PostgreSQL
 
 
@@ -57,31 +63,39 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, offload: bool = False) -> AsyncEngine:
+    """The engine for `url`. On SQLite, statements run on the event loop's thread (they are
+    short: see `kaiwa.store.inline_sqlite`) unless `offload`, for queries that may run long
+    (knowledge search, indexing), which then run on aiosqlite's worker threads."""
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, offload=offload)
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def _sqlite_engine(url: str) -> AsyncEngine:
+def _sqlite_engine(url: str, *, offload: bool) -> AsyncEngine:
     database = url.split("///", 1)[-1]
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     # Writers queue on SQLite's one write lock, each holding a pooled connection meanwhile: the
     # pool must outlast a burst of new turns instead of failing them with a pool timeout.
-    engine = create_async_engine(
-        url, connect_args={"timeout": 30}, pool_size=20, max_overflow=80, pool_timeout=60
-    )
+    pool: dict[str, Any] = {"pool_size": 20, "max_overflow": 80, "pool_timeout": 60}
+    if offload:
+        engine = create_async_engine(url, connect_args={"timeout": _BUSY_TIMEOUT}, **pool)
+    else:
+        connect = inline_sqlite.connector(database, busy_timeout=_BUSY_TIMEOUT)
+        engine = create_async_engine(url, async_creator=connect, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see `_on_begin`).
-        dbapi_connection.isolation_level = None
+        if dbapi_connection.isolation_level is not None:
+            dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        if offload:
+            cursor.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -132,6 +146,27 @@ def _write_gate(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Lock | No
         return None
     gates = _gates.setdefault(asyncio.get_running_loop(), {})
     return gates.setdefault(str(bind.url), asyncio.Lock())
+
+
+async def checkpoint_forever(engine: AsyncEngine, interval: float = 1.0) -> None:
+    """SQLite: copy the write-ahead log into the database every `interval` seconds.
+
+    Inline connections never do it on commit (it writes and syncs the database file, which
+    would stall the event loop); `engine` should be an offloaded one (`create_engine(url,
+    offload=True)`), whose worker thread does the writing. PASSIVE: it never waits for, or
+    holds up, readers and writers. Does nothing on other databases.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with engine.connect() as connection:
+                raw = (await connection.get_raw_connection()).driver_connection
+                if raw is not None:
+                    await raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception as exc:  # the next round tries again
+            logger.warning("WAL checkpoint failed: %s", exc)
 
 
 async def migrate(engine: AsyncEngine) -> None:
