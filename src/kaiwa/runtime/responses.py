@@ -40,9 +40,8 @@ from kaiwa.runtime.tools.base import ToolContext
 from kaiwa.runtime.tools.toolbox import Toolbox, ToolConfigError
 from kaiwa.runtime.turns import ChatBusy, Turn, TurnRequest, store_turn
 from kaiwa.runtime.usage import UsageMeter
-from kaiwa.store import chats, responses
-from kaiwa.store.db import now, transaction
-from kaiwa.store.models import Message, Response
+from kaiwa.store import chats, messages, responses
+from kaiwa.store.db import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -406,28 +405,31 @@ class Runtime:
         for attempt in range(5):
             try:
                 async with transaction(self._sessions) as session:
-                    message = await session.get(Message, turn.assistant_message_id)
-                    response = await session.get(Response, turn.response_id)
-                    if message is None or response is None:
+                    meta = await messages.meta_of(session, turn.assistant_message_id)
+                    if meta is None:
                         return
-                    message.content = text
-                    message.status = status
-                    message.meta = {
-                        **message.meta,
+                    meta |= {
                         "reasoning_steps": emitter.state.steps or None,
                         "token_usage": usage,
                         "response_time_ms": elapsed_ms,
                     }
-                    response.status = status
-                    response.finished_at = now()
-                    # Nothing else emits now: the terminal event comes next, with this id.
-                    response.last_event_id = emitter.next_id
-                    if error is not None:
-                        response.error_code, response.error_message = int(error[0]), error[1]
                     if pause is not None and status == "awaiting_form":
                         store_pause(session, turn, pause)
-                        form = {"id": pause.step.args["form_request_id"], "status": "pending"}
-                        message.meta = {**message.meta, "form_request": form}
+                        meta["form_request"] = {
+                            "id": pause.step.args["form_request_id"],
+                            "status": "pending",
+                        }
+                    await messages.store_answer(
+                        session, turn.assistant_message_id, content=text, status=status, meta=meta
+                    )
+                    # Nothing else emits now: the terminal event comes next, with this id.
+                    await responses.finish(
+                        session,
+                        turn.response_id,
+                        status=status,
+                        last_event_id=emitter.next_id,
+                        error=None if error is None else (int(error[0]), error[1]),
+                    )
                 return
             except OperationalError:
                 # SQLite busy beyond its timeout: wait and try again rather than lose the answer.

@@ -147,8 +147,8 @@ async def store_turn(
             meta={},
             response_id=response_id,
         )
-        await session.flush()
         if attached:
+            await session.flush()
             files.link(session, chat_id=chat.id, message_id=user_message.id, files=attached)
     return await start_answer(
         session,
@@ -219,7 +219,7 @@ async def open_chat(
     check_tools(list(version.snapshot.get("unified_tools") or []))
     running = await responses.running_on_chat(session, chat.id)
     if running is not None:
-        raise ChatBusy(chat.id, running.id)
+        raise ChatBusy(chat.id, running)
     return OpenedChat(chat=chat, agent=agent, snapshot=version.snapshot)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.bus import EventLog
@@ -46,7 +46,8 @@ class Caller:
     whitelist_mode: bool
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
+    # `async`, like every dependency here: FastAPI runs a plain `def` one on a worker thread.
     services: Services = request.app.state.services
     return services
 
@@ -79,19 +80,21 @@ async def _caller(
     return caller
 
 
+# Every request's statement, built once.
+_KEY = (
+    select(ApiKey, Workspace.whitelist_mode)
+    .join(Workspace, Workspace.id == ApiKey.workspace_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
+
+
 async def authenticate(session: AsyncSession, x_api_key: str | None) -> Caller:
     """The caller behind an API key; raises 401/10001 naming what is wrong with the key."""
     if not x_api_key:
         raise ApiError(
             ErrorCode.PERMISSION_DENIED, "Missing API key: send it in the x-api-key header"
         )
-    row = (
-        await session.execute(
-            select(ApiKey, Workspace.whitelist_mode)
-            .join(Workspace, Workspace.id == ApiKey.workspace_id)
-            .where(ApiKey.key_hash == hash_key(x_api_key))
-        )
-    ).first()
+    row = (await session.execute(_KEY, {"key_hash": hash_key(x_api_key)})).first()
     # Nothing read here is written: end the read transaction before the route's own work.
     await session.commit()
     if row is None:

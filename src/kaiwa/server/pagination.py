@@ -21,7 +21,7 @@ class Page:
     offset: int
 
 
-def _page(
+async def _page(  # async: a plain `def` dependency would run on a worker thread
     services: ServicesDep,
     limit: Annotated[int, Query()] = 50,
     offset: Annotated[int, Query()] = 0,

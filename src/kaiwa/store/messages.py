@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, select
+from sqlalchemy import Table, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.store.db import now, paginate
 from kaiwa.store.models import Message
+
+# Statements of every turn, built once.
+_messages = cast(Table, Message.__table__)
+_META = select(_messages.c.meta).where(_messages.c.id == bindparam("message_id"))
+_STORE_ANSWER = (
+    _messages.update()
+    .where(_messages.c.id == bindparam("message_id"))
+    .values(
+        content=bindparam("new_content", type_=_messages.c.content.type),
+        status=bindparam("new_status", type_=_messages.c.status.type),
+        meta=bindparam("new_meta", type_=_messages.c.meta.type),
+    )
+)
 
 
 def add_message(
@@ -34,6 +47,20 @@ def add_message(
     )
     session.add(message)
     return message
+
+
+async def meta_of(session: AsyncSession, message_id: int) -> dict[str, Any] | None:
+    """A message's `meta`; None if there is no such message."""
+    row = (await session.execute(_META, {"message_id": message_id})).first()
+    return None if row is None else dict(row.meta or {})
+
+
+async def store_answer(
+    session: AsyncSession, message_id: int, *, content: str, status: str, meta: dict[str, Any]
+) -> None:
+    """An answer's outcome: its whole text, final status and meta."""
+    values = {"message_id": message_id, "new_content": content, "new_status": status}
+    await session.execute(_STORE_ANSWER, values | {"new_meta": meta})
 
 
 async def list_messages(

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from typing import cast
+
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.store.db import now
 from kaiwa.store.models import Message, Response
+
+# Statements of every turn, built once.
+_responses = cast(Table, Response.__table__)
+_RUNNING = (
+    select(_responses.c.id)
+    .where(_responses.c.chat_id == bindparam("chat_id"), _responses.c.status == "in_progress")
+    .limit(1)
+)
+_FINISH = (
+    _responses.update()
+    .where(_responses.c.id == bindparam("response_id"))
+    .values(
+        status=bindparam("new_status", type_=_responses.c.status.type),
+        finished_at=bindparam("new_finished_at", type_=_responses.c.finished_at.type),
+        last_event_id=bindparam("new_last_event_id", type_=_responses.c.last_event_id.type),
+        error_code=bindparam("new_error_code", type_=_responses.c.error_code.type),
+        error_message=bindparam("new_error_message", type_=_responses.c.error_message.type),
+    )
+)
 
 
 async def get_response(
@@ -19,12 +40,30 @@ async def get_response(
     return response
 
 
-async def running_on_chat(session: AsyncSession, chat_id: int) -> Response | None:
-    return await session.scalar(
-        select(Response)
-        .where(Response.chat_id == chat_id, Response.status == "in_progress")
-        .limit(1)
-    )
+async def running_on_chat(session: AsyncSession, chat_id: int) -> str | None:
+    """The id of the response in progress on the chat, if any."""
+    return (await session.execute(_RUNNING, {"chat_id": chat_id})).scalar()
+
+
+async def finish(
+    session: AsyncSession,
+    response_id: str,
+    *,
+    status: str,
+    last_event_id: int,
+    error: tuple[int, str] | None,
+) -> None:
+    """Store a response's end."""
+    code, message = error if error is not None else (None, None)
+    values = {
+        "response_id": response_id,
+        "new_status": status,
+        "new_finished_at": now(),
+        "new_last_event_id": last_event_id,
+        "new_error_code": code,
+        "new_error_message": message,
+    }
+    await session.execute(_FINISH, values)
 
 
 async def fail_unfinished(session: AsyncSession, *, code: int, message: str) -> list[str]:

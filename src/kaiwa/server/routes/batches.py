@@ -25,7 +25,7 @@ from kaiwa.store.models import Batch
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 
 
-def _runner(request: Request) -> BatchRunner:
+async def _runner(request: Request) -> BatchRunner:  # async: no worker thread
     runner: BatchRunner = request.app.state.batches
     return runner
 
