@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.llm import ChatMessage, ToolCall
@@ -162,12 +162,14 @@ async def store_turn(
     )
 
 
+_PENDING_FORMS = select(FormRequest).where(
+    FormRequest.chat_id == bindparam("chat_id"), FormRequest.status == "pending"
+)
+
+
 async def expire_forms(session: AsyncSession, chat_id: int) -> None:
     """A new turn moves the chat on: forms still waiting for values can no longer be answered."""
-    pending = await session.scalars(
-        select(FormRequest).where(FormRequest.chat_id == chat_id, FormRequest.status == "pending")
-    )
-    for form in pending:
+    for form in await session.scalars(_PENDING_FORMS, {"chat_id": chat_id}):
         form.status = "expired"
         asked = await session.get(Message, form.message_id)
         if asked is not None:

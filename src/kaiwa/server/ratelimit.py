@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from kaiwa.protocol import ApiError, ErrorCode
@@ -109,10 +109,13 @@ class RateLimiter:
             del self._buckets[key_id]
 
 
-async def holding(slot: StreamSlot, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """`body`, releasing `slot` when it ends or the client goes away."""
+async def holding(
+    slot: StreamSlot, body: AsyncGenerator[bytes, None]
+) -> AsyncGenerator[bytes, None]:
+    """`body`, releasing `slot` when it ends or the client goes away (closing `body` then)."""
     try:
         async for chunk in body:
             yield chunk
     finally:
         slot.release()
+        await body.aclose()

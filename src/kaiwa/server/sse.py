@@ -8,9 +8,11 @@ gone), the writer ends the stream with a 10008 error of its own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Mapping
 
-from starlette.responses import StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from kaiwa.bus import EventLog
 from kaiwa.protocol import ErrorCode, ResponseError
@@ -33,7 +35,7 @@ async def follow(
     ping_interval: float,
     idle_timeout: float,
     on_disconnect: Callable[[], object] | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The stream's body: frames after `after`, live, to `[DONE]`.
 
     `on_disconnect` runs when the client goes away before the end (the body is closed early).
@@ -89,9 +91,53 @@ def _error_frame(
     return encode_frame(event_id, event.type, event.model_dump_json())
 
 
-def sse_response(body: AsyncIterator[bytes], response_id: str) -> StreamingResponse:
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream; charset=utf-8",
-        headers={**SSE_HEADERS, "X-Kaiwa-Response-Id": response_id},
-    )
+class EventStream(Response):
+    """A `text/event-stream` response written by the request's own task.
+
+    Starlette's `StreamingResponse` writes from a task of its own beside one that waits for the
+    client to leave; its first frames then wait a turn of the event loop behind everything
+    else that is ready — first of all the producer the request has just started, whose model
+    request takes a millisecond or two to build. Here the request's task writes at once, and a
+    small watcher task cancels it when the client goes away (the body's `finally` runs then,
+    e.g. `follow`'s `on_disconnect`).
+    """
+
+    media_type = "text/event-stream; charset=utf-8"
+
+    def __init__(self, body: AsyncGenerator[bytes, None], headers: Mapping[str, str]) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        writer = asyncio.current_task()
+        assert writer is not None
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                continue
+            gone = True
+            writer.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+            await send(start)
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            # Ours (the client left): the response is over. Anyone else's: pass it on.
+            if not gone or writer.uncancel() > 0:
+                raise
+        finally:
+            # Synchronous, so the watcher can no longer cancel this task once it is past here.
+            watcher.cancel()
+            await self.body_iterator.aclose()
+
+
+def sse_response(body: AsyncGenerator[bytes, None], response_id: str) -> EventStream:
+    return EventStream(body, headers={**SSE_HEADERS, "X-Kaiwa-Response-Id": response_id})

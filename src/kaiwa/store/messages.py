@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, select
+from sqlalchemy import Integer, Table, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.store.db import now, paginate
@@ -12,6 +12,13 @@ from kaiwa.store.models import Message
 
 # Statements of every turn, built once.
 _messages = cast(Table, Message.__table__)
+_HISTORY = (
+    select(Message)
+    .where(Message.chat_id == bindparam("chat_id"))
+    .order_by(Message.id.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+_HISTORY_BEFORE = _HISTORY.where(Message.id < bindparam("before"))
 _META = select(_messages.c.meta).where(_messages.c.id == bindparam("message_id"))
 _STORE_ANSWER = (
     _messages.update()
@@ -74,10 +81,10 @@ async def history(
     session: AsyncSession, chat_id: int, *, limit: int, before: int | None = None
 ) -> list[Message]:
     """The chat's last `limit` messages (those before message `before`, if given), oldest first."""
-    query = select(Message).where(Message.chat_id == chat_id)
+    query, values = _HISTORY, {"chat_id": chat_id, "limit": limit}
     if before is not None:
-        query = query.where(Message.id < before)
-    rows = await session.scalars(query.order_by(Message.id.desc()).limit(limit))
+        query, values = _HISTORY_BEFORE, values | {"before": before}
+    rows = await session.scalars(query, values)
     return list(reversed(list(rows)))
 
 

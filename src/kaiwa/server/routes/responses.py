@@ -7,7 +7,7 @@ reconnects) or `?after=`; without one the events replay from the start.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -178,7 +178,7 @@ def _stored_ending(record: ResponseRecord, message: Message | None, event_id: in
     return encode_frame(event_id, completed.type, completed.model_dump_json())
 
 
-async def _once(body: bytes) -> AsyncIterator[bytes]:
+async def _once(body: bytes) -> AsyncGenerator[bytes, None]:
     yield body
 
 
