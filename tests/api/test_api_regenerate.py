@@ -202,7 +202,7 @@ async def test_regenerate_finds_the_question_behind_many_answers(api: Api) -> No
     question = (await api.messages(chat_id))[2]
     async with api.store() as session:
         for n in range(HISTORY_MESSAGES):
-            messages.add_message(
+            await messages.insert_message(
                 session,
                 chat_id=chat_id,
                 group_id=question["group_id"],

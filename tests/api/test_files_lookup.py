@@ -39,7 +39,7 @@ async def _message(
     attach: tuple[str, ...] = (),
 ) -> int:
     async with api.store() as session:
-        message = messages.add_message(
+        message_id = await messages.insert_message(
             session,
             chat_id=chat_id,
             group_id=f"cvg-{uuid.uuid4()}",
@@ -48,11 +48,10 @@ async def _message(
             status=status,
             meta=meta or {},
         )
-        await session.flush()
         if attach:
             found = await files.check_attachable(session, api.workspace_id, attach)
-            files.link(session, chat_id=chat_id, message_id=message.id, files=found)
-        return message.id
+            files.link(session, chat_id=chat_id, message_id=message_id, files=found)
+        return message_id
 
 
 async def _lookup(api: Api, chat_id: int, query: str, **kwargs: object) -> list[LookupHit]:

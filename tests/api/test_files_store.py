@@ -26,7 +26,7 @@ async def _upload(api: Api, name: str = "a.txt", *, key: str | None = None, **kw
 
 async def _user_message(api: Api, chat_id: int, content: str = "hi") -> int:
     async with api.store() as session:
-        message = messages.add_message(
+        message_id = await messages.insert_message(
             session,
             chat_id=chat_id,
             group_id=f"cvg-{uuid.uuid4()}",
@@ -35,8 +35,7 @@ async def _user_message(api: Api, chat_id: int, content: str = "hi") -> int:
             status="completed",
             meta={},
         )
-        await session.flush()
-        return message.id
+        return message_id
 
 
 async def test_check_attachable_returns_the_files_in_the_order_given(api: Api) -> None:

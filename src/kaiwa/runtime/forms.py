@@ -21,7 +21,14 @@ from kaiwa.protocol.events import StepEnd, StepResult
 from kaiwa.runtime.agent import FormPause
 from kaiwa.runtime.tools.base import timestamp
 from kaiwa.runtime.tools.form import check_values, render_values
-from kaiwa.runtime.turns import HISTORY_MESSAGES, Resumed, Turn, open_chat, start_answer
+from kaiwa.runtime.turns import (
+    HISTORY_MESSAGES,
+    Question,
+    Resumed,
+    Turn,
+    open_chat,
+    start_answer,
+)
 from kaiwa.store import files, messages
 from kaiwa.store.db import now
 from kaiwa.store.models import FormRequest, Message
@@ -127,7 +134,7 @@ async def store_submission(
     return await start_answer(
         session,
         opened,
-        user_message,
+        Question.of(user_message),
         response_id=str(uuid.uuid4()),
         earlier=earlier,
         attachments=tuple(file.uuid for file in attached),

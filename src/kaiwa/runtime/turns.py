@@ -17,9 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.llm import ChatMessage, ToolCall
 from kaiwa.protocol import ApiError, ErrorCode, ResponseCreated
-from kaiwa.store import agents, files, messages, responses, workspaces
-from kaiwa.store.db import now
-from kaiwa.store.models import Agent, Chat, FormRequest, Message, Response
+from kaiwa.store import agents, chats, files, messages, responses, workspaces
+from kaiwa.store.models import Agent, Chat, FormRequest, Message
 
 HISTORY_MESSAGES = 40
 """How many earlier messages of the chat the model sees."""
@@ -82,6 +81,19 @@ class Resumed:
     """The form step's end, emitted first by the resumed response."""
 
 
+@dataclass(frozen=True, slots=True)
+class Question:
+    """The user message a turn answers."""
+
+    id: int
+    group_id: str
+    content: str
+
+    @classmethod
+    def of(cls, message: Message) -> Question:
+        return cls(message.id, message.group_id, message.content)
+
+
 class ChatBusy(Exception):
     """A response is already running on the chat."""
 
@@ -121,26 +133,24 @@ async def store_turn(
     response_id = str(uuid.uuid4())
     if request.regenerate:
         # Found by its own query: its answers, however many, never push it out of the history.
-        user_message = await messages.last_user_message(session, chat.id)
-        if user_message is None:
+        last = await messages.last_user_message(session, chat.id)
+        if last is None:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
                 f"Chat {chat.id} has no user message to regenerate an answer for",
             )
-        for message in await messages.answers_in_group(session, chat.id, user_message.group_id):
+        for message in await messages.answers_in_group(session, chat.id, last.group_id):
             message.meta = {**message.meta, "superseded": True}
-        earlier = await messages.history(
-            session, chat.id, limit=HISTORY_MESSAGES, before=user_message.id
-        )
-        attached = (await files.files_of_messages(session, [user_message.id])).get(
-            user_message.id, []
-        )
+        earlier = await messages.history(session, chat.id, limit=HISTORY_MESSAGES, before=last.id)
+        attached = (await files.files_of_messages(session, [last.id])).get(last.id, [])
+        question = Question.of(last)
     else:
         earlier = await messages.history(session, chat.id, limit=HISTORY_MESSAGES)
-        user_message = messages.add_message(
+        group_id = f"cvg-{uuid.uuid4()}"
+        message_id = await messages.insert_message(
             session,
             chat_id=chat.id,
-            group_id=f"cvg-{uuid.uuid4()}",
+            group_id=group_id,
             role="user",
             content=request.message,
             status="completed",
@@ -148,12 +158,12 @@ async def store_turn(
             response_id=response_id,
         )
         if attached:
-            await session.flush()
-            files.link(session, chat_id=chat.id, message_id=user_message.id, files=attached)
+            files.link(session, chat_id=chat.id, message_id=message_id, files=attached)
+        question = Question(message_id, group_id, request.message)
     return await start_answer(
         session,
         opened,
-        user_message,
+        question,
         response_id=response_id,
         earlier=earlier,
         attachments=tuple(file.uuid for file in attached),
@@ -228,7 +238,7 @@ async def open_chat(
 async def start_answer(
     session: AsyncSession,
     opened: OpenedChat,
-    user_message: Message,
+    question: Question,
     *,
     response_id: str,
     earlier: list[Message],
@@ -238,33 +248,29 @@ async def start_answer(
     meta: dict[str, Any] | None = None,
     resumed: Resumed | None = None,
 ) -> tuple[Turn, ResponseCreated]:
-    """Store the in-progress answer to `user_message` and its response record."""
+    """Store the in-progress answer to `question` and its response record."""
     chat, agent, snapshot = opened.chat, opened.agent, opened.snapshot
-    assistant_message = messages.add_message(
+    assistant_message_id = await messages.insert_message(
         session,
         chat_id=chat.id,
-        group_id=user_message.group_id,
+        group_id=question.group_id,
         role="assistant",
         content="",
         status="in_progress",
         meta={"agent_profile": {"id": agent.id, "name": snapshot["name"]}, **(meta or {})},
         response_id=response_id,
     )
-    await session.flush()
-    session.add(
-        Response(
-            id=response_id,
-            chat_id=chat.id,
-            workspace_id=chat.workspace_id,
-            agent_id=agent.id,
-            model=snapshot["llm_model"],
-            user_message_id=user_message.id,
-            assistant_message_id=assistant_message.id,
-            status="in_progress",
-            created_at=now(),
-        )
+    await responses.insert_response(
+        session,
+        response_id=response_id,
+        chat_id=chat.id,
+        workspace_id=chat.workspace_id,
+        agent_id=agent.id,
+        model=snapshot["llm_model"],
+        user_message_id=question.id,
+        assistant_message_id=assistant_message_id,
     )
-    chat.updated_at = now()
+    await chats.touch(session, chat.id)
     turn = Turn(
         response_id=response_id,
         chat_id=chat.id,
@@ -275,10 +281,10 @@ async def start_answer(
         model_settings=dict((snapshot.get("meta") or {}).get("model_settings") or {}),
         unified_tools=list(snapshot.get("unified_tools") or []),
         history=context(earlier),
-        message=user_message.content,
-        user_message_id=user_message.id,
-        group_id=user_message.group_id,
-        assistant_message_id=assistant_message.id,
+        message=question.content,
+        user_message_id=question.id,
+        group_id=question.group_id,
+        assistant_message_id=assistant_message_id,
         wants_title=chat.auto_title and not earlier and resumed is None,
         attachments=attachments,
         include_tool_tags=include_tool_tags,
@@ -289,8 +295,8 @@ async def start_answer(
         chat_id=chat.id,
         agent_id=agent.id,
         model=snapshot["llm_model"],
-        conversation_group_id=user_message.group_id,
-        user_conversation_id=user_message.id,
+        conversation_group_id=question.group_id,
+        user_conversation_id=question.id,
         resume_token=resume_token(response_id, chat.id),
     )
     return turn, created

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.store.db import now, paginate
 from kaiwa.store.models import Chat
+
+_chats = cast(Table, Chat.__table__)
+_TOUCH = (
+    _chats.update()
+    .where(_chats.c.id == bindparam("chat_id"))
+    .values(updated_at=bindparam("now", type_=_chats.c.updated_at.type))
+)
+
+
+async def touch(session: AsyncSession, chat_id: int) -> None:
+    """The chat moved on now (its `updated_at`)."""
+    await session.execute(_TOUCH, {"chat_id": chat_id, "now": now()})
+
 
 Order = Literal["asc", "desc"]
 

@@ -19,6 +19,7 @@ _HISTORY = (
     .limit(bindparam("limit", type_=Integer))
 )
 _HISTORY_BEFORE = _HISTORY.where(Message.id < bindparam("before"))
+_INSERT = _messages.insert().returning(_messages.c.id)
 _META = select(_messages.c.meta).where(_messages.c.id == bindparam("message_id"))
 _STORE_ANSWER = (
     _messages.update()
@@ -31,7 +32,7 @@ _STORE_ANSWER = (
 )
 
 
-def add_message(
+async def insert_message(
     session: AsyncSession,
     *,
     chat_id: int,
@@ -41,19 +42,19 @@ def add_message(
     status: str,
     meta: dict[str, Any],
     response_id: str | None = None,
-) -> Message:
-    message = Message(
-        chat_id=chat_id,
-        group_id=group_id,
-        role=role,
-        content=content,
-        status=status,
-        meta=meta,
-        response_id=response_id,
-        created_at=now(),
-    )
-    session.add(message)
-    return message
+) -> int:
+    """Store a new message at once (no unit of work to flush); its id."""
+    values = {
+        "chat_id": chat_id,
+        "group_id": group_id,
+        "role": role,
+        "content": content,
+        "status": status,
+        "meta": meta,
+        "response_id": response_id,
+        "created_at": now(),
+    }
+    return int((await session.execute(_INSERT, values)).scalar_one())
 
 
 async def meta_of(session: AsyncSession, message_id: int) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from kaiwa.store.models import Message, Response
 
 # Statements of every turn, built once.
 _responses = cast(Table, Response.__table__)
+_INSERT = _responses.insert()
 _RUNNING = (
     select(_responses.c.id)
     .where(_responses.c.chat_id == bindparam("chat_id"), _responses.c.status == "in_progress")
@@ -38,6 +39,32 @@ async def get_response(
     if response is None or response.workspace_id != workspace_id or response.chat_id != chat_id:
         return None
     return response
+
+
+async def insert_response(
+    session: AsyncSession,
+    *,
+    response_id: str,
+    chat_id: int,
+    workspace_id: str,
+    agent_id: str,
+    model: str,
+    user_message_id: int,
+    assistant_message_id: int,
+) -> None:
+    """Store a new response, in progress."""
+    values = {
+        "id": response_id,
+        "chat_id": chat_id,
+        "workspace_id": workspace_id,
+        "agent_id": agent_id,
+        "model": model,
+        "user_message_id": user_message_id,
+        "assistant_message_id": assistant_message_id,
+        "status": "in_progress",
+        "created_at": now(),
+    }
+    await session.execute(_INSERT, values)
 
 
 async def running_on_chat(session: AsyncSession, chat_id: int) -> str | None:
