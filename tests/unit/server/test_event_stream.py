@@ -1,0 +1,105 @@
+"""`EventStream` under a real uvicorn on loopback: writes from the request's task, stops when
+the client leaves, and ends cleanly when the body does."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from kaiwa.server.sse import EventStream
+
+
+class Probe:
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+        self.handler_went_on = asyncio.Event()
+
+    async def body(self, frames: int, then_wait: bool) -> AsyncGenerator[bytes, None]:
+        try:
+            for n in range(frames):
+                yield f"data: {n}\n\n".encode()
+            if then_wait:
+                await asyncio.sleep(60)
+        finally:
+            self.closed.set()
+
+
+def _app(probe: Probe) -> Starlette:
+    async def endless(request: Request) -> EventStream:
+        return EventStream(probe.body(1, then_wait=True), headers={})
+
+    async def short(request: Request) -> EventStream:
+        return EventStream(probe.body(3, then_wait=False), headers={"X-Test": "yes"})
+
+    class After:
+        """Goes on after the response, on the same task: a stray cancel would land there."""
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await EventStream(probe.body(1, then_wait=False), headers={})(scope, receive, send)
+            await asyncio.sleep(0.05)
+            probe.handler_went_on.set()
+
+    return Starlette(
+        routes=[Route("/endless", endless), Route("/short", short), Route("/after", After())]
+    )
+
+
+@asynccontextmanager
+async def serving(probe: Probe) -> AsyncIterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(_app(probe), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_client_leaving_closes_the_body_at_once() -> None:
+    probe = Probe()
+    async with serving(probe) as base, httpx.AsyncClient(base_url=base) as client:
+        async with client.stream("GET", "/endless") as response:
+            assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+            first = await anext(response.aiter_raw())
+            assert first == b"data: 0\n\n"
+        # The connection is closed here; the server notices and closes the body.
+        async with asyncio.timeout(5):
+            await probe.closed.wait()
+
+
+async def test_a_body_that_ends_ends_the_response_with_its_frames_and_headers() -> None:
+    probe = Probe()
+    async with serving(probe) as base, httpx.AsyncClient(base_url=base) as client:
+        response = await client.get("/short")
+        # The same connection serves the next request: the response ended properly.
+        again = await client.get("/short")
+    assert response.status_code == 200
+    assert response.headers["x-test"] == "yes"
+    assert response.content == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    assert again.content == response.content
+    assert probe.closed.is_set()
+
+
+async def test_no_cancel_is_left_pending_on_the_task_after_a_normal_end() -> None:
+    probe = Probe()
+    async with serving(probe) as base, httpx.AsyncClient(base_url=base) as client:
+        async with client.stream("GET", "/after") as response:
+            assert await response.aread() == b"data: 0\n\n"
+        async with asyncio.timeout(5):
+            await probe.handler_went_on.wait()
