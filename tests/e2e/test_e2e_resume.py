@@ -214,6 +214,14 @@ def deltas(count: int) -> Callable[[Read], bool]:
     return lambda read: len(read.of("response.output_text.delta")) >= count
 
 
+def wait_for_upstream_request(fake: FakeOpenAI) -> None:
+    """Until kaiwa has sent the fake a request (bounded)."""
+    deadline = time.monotonic() + 5.0
+    while not fake.requests:
+        assert time.monotonic() < deadline, "kaiwa never called the model"
+        time.sleep(0.005)
+
+
 def wait_for_upstream_disconnect(fake: FakeOpenAI) -> RecordedRequest:
     """The first request to the fake that kaiwa closed before its end (bounded)."""
 
@@ -461,6 +469,8 @@ def test_stop_while_waiting_for_the_first_byte_closes_upstream(
         response_id = response.headers["x-kaiwa-response-id"]
         pieces = response.iter_raw()
         raw = read_until(pieces, lambda read: bool(read.frames))
+        # `response.created` leaves before the producer starts: stop once the model is asked.
+        wait_for_upstream_request(fake)
         stopped = server.ok("POST", f"/api/v1/chats/{chat_id}/responses/{response_id}/cancel")
         raw += read_to_end(pieces)
     read = Read.parse(raw)
