@@ -82,7 +82,11 @@ class Runtime:
         settings: Settings,
         signer: TokenSigner,
         toolbox: Toolbox,
+        checkpoint_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
+        """`checkpoint_sessions`: where the periodic checkpoints of every running answer are
+        written (one large write; on SQLite, an offloaded engine keeps it off the event loop);
+        `sessions` by default."""
         self._sessions = sessions
         self._toolbox = toolbox
         self._log = log
@@ -91,7 +95,9 @@ class Runtime:
         self._signer = signer
         self._running: dict[str, _Running] = {}
         self._draining = False
-        self._checkpoints = Checkpointer(sessions, settings.checkpoint_interval)
+        self._checkpoints = Checkpointer(
+            checkpoint_sessions or sessions, settings.checkpoint_interval
+        )
 
     async def start(self, request: TurnRequest) -> StartedResponse:
         """Validate and store the turn, announce it, and begin producing the answer.

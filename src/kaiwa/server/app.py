@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(url)
         await migrate(engine)
         sessions = session_factory(engine)
-        # Knowledge search, indexing and lookup may run long: on SQLite, off the event loop.
+        # Knowledge search, indexing, lookup and the answers' checkpoints may run long: on
+        # SQLite, off the event loop.
         bulk_engine = (
             create_engine(url, offload=True) if engine.dialect.name == "sqlite" else engine
         )
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             signer=signer,
             toolbox=toolbox,
+            checkpoint_sessions=bulk_sessions,
         )
         await runtime.recover()
         batch_runner = BatchRunner(
