@@ -40,7 +40,13 @@ from kaiwa.server.routes import (
     web,
 )
 from kaiwa.store import secrets
-from kaiwa.store.db import checkpoint_forever, create_engine, migrate, session_factory
+from kaiwa.store.db import (
+    checkpoint_forever,
+    create_engine,
+    migrate,
+    offloaded,
+    session_factory,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,15 +54,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = settings.resolved_database_url
-        engine = create_engine(url)
+        engine = create_engine(settings.resolved_database_url)
         await migrate(engine)
         sessions = session_factory(engine)
-        # Knowledge search, indexing, lookup and the answers' checkpoints may run long: on
-        # SQLite, off the event loop.
-        bulk_engine = (
-            create_engine(url, offload=True) if engine.dialect.name == "sqlite" else engine
-        )
+        # Knowledge search, indexing, lookup and the answers' checkpoints may run long.
+        bulk_engine = offloaded(engine)
         bulk_sessions = session_factory(bulk_engine)
         bulk_reads = session_factory(bulk_engine, read_only=True)
         checkpoints = asyncio.create_task(checkpoint_forever(bulk_engine))
@@ -170,7 +172,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await models.aclose()
             await log.close()
             await engine.dispose()
-            await bulk_engine.dispose()
+            if bulk_engine is not engine:
+                await bulk_engine.dispose()
 
     app = FastAPI(
         title="kaiwa",

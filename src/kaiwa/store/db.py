@@ -72,6 +72,14 @@ def create_engine(url: str, *, offload: bool = False) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def offloaded(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for queries that may run long: on SQLite a second one whose statements run
+    on aiosqlite's threads, off the event loop; on other databases `engine` itself."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    return create_engine(engine.url.render_as_string(hide_password=False), offload=True)
+
+
 def _sqlite_engine(url: str, *, offload: bool) -> AsyncEngine:
     database = url.split("///", 1)[-1]
     if database and database != ":memory:":

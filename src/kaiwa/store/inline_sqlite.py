@@ -10,9 +10,9 @@ with growing pauses, up to `busy_timeout` seconds; a statement refused with SQLI
 nothing, so retrying it is safe.
 
 Queries that may run long (knowledge search, indexing) belong on an aiosqlite engine instead:
-`kaiwa.store.db.create_engine(url, offload=True)`. Inline connections never checkpoint the WAL
+`kaiwa.store.db.offloaded(engine)`. Inline connections never checkpoint the WAL
 on commit (`wal_autocheckpoint=0`), since a checkpoint writes and syncs the database file: the
-offloaded engine's connections do that, and `kaiwa.store.db.checkpoint` runs one on a timer.
+offloaded engine's connections do that, and `kaiwa.store.db.checkpoint_forever` runs one on a timer.
 
 Used through `sqlite+aiosqlite` with `async_creator`: the dialect's adapter only awaits what it
 is given, and sees the same interface as aiosqlite's connection and cursor.

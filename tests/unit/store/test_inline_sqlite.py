@@ -17,6 +17,7 @@ from kaiwa.store import inline_sqlite
 from kaiwa.store.db import (
     checkpoint_forever,
     create_engine,
+    offloaded,
     session_factory,
     transaction,
 )
@@ -35,13 +36,14 @@ def _thread_of_sql(engine: AsyncEngine) -> object:
 
 async def test_statements_run_on_the_loop_thread_unless_offloaded(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'where.db'}"
-    inline, offloaded = create_engine(url), create_engine(url, offload=True)
+    inline = create_engine(url)
+    off = offloaded(inline)
     try:
         assert await _thread_of_sql(inline) == threading.get_ident()
-        assert await _thread_of_sql(offloaded) != threading.get_ident()
+        assert await _thread_of_sql(off) != threading.get_ident()
     finally:
         await inline.dispose()
-        await offloaded.dispose()
+        await off.dispose()
 
 
 def _hold_write_lock(path: Path, seconds: float, locked: threading.Event) -> None:
