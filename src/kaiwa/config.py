@@ -100,6 +100,17 @@ class Settings(BaseSettings):
     """Holds the SQLite database and uploaded files."""
     database_url: str | None = None
     """Overrides the SQLite file, e.g. `postgresql+asyncpg://user@host/db`."""
+    redis_url: str | None = None
+    """`redis://host:6379/0`: many replicas share their event logs, signals and rate limits
+    through it. Without it kaiwa is one process, and refuses to start beside another one on
+    the same database."""
+    heartbeat_interval: float = Field(1.0, gt=0)
+    """Seconds between a replica's heartbeats (with Redis)."""
+    heartbeat_ttl: float = Field(5.0, gt=0)
+    """Seconds a heartbeat lives: a replica silent this long is presumed dead, and the answers
+    it was producing are ended by another replica."""
+    sweep_interval: float = Field(1.0, gt=0)
+    """Seconds between looks for answers whose replica died (with Redis)."""
     host: str = "127.0.0.1"
     port: int = 8000
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
