@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", help="address to bind (default from settings: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default from settings: 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes on the port (default from settings: 1); more than one needs "
+        "KAIWA_REDIS_URL and PostgreSQL",
+    )
     serve.set_defaults(run=_serve)
 
     init = commands.add_parser(
@@ -191,15 +197,55 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
+    if args.workers is not None:
+        overrides["workers"] = args.workers
     settings = _settings(**overrides)
-    from kaiwa.server.serve import serve
+    if settings.workers > 1:
+        refusals = _workers_refusals(settings)
+        if refusals:
+            print("\n".join(f"kaiwa: {refusal}" for refusal in refusals), file=sys.stderr)
+            return 2
+    from kaiwa.server.serve import run
 
     # The banner's example must name the address the server really binds, which may come from
     # KAIWA_HOST / KAIWA_PORT or kaiwa.toml rather than from the flags.
     args.base_url = f"http://{settings.host}:{settings.port}"
-    asyncio.run(_bootstrap(args, settings))
-    serve(settings)
-    return 0
+    return run(_serve_held(args, settings))
+
+
+def _workers_refusals(settings: Settings) -> list[str]:
+    """Why `settings.workers` processes cannot share this deployment, if they cannot."""
+    refusals = []
+    workers = f"--workers {settings.workers}"
+    if not settings.redis_url:
+        refusals.append(
+            f"{workers} needs KAIWA_REDIS_URL: the workers share their event logs, "
+            "signals and rate limits through Redis (see docs/deploy.md)"
+        )
+    if settings.resolved_database_url.startswith("sqlite"):
+        refusals.append(
+            f"{workers} needs PostgreSQL (KAIWA_DATABASE_URL): several processes writing one "
+            "SQLite file is not supported"
+        )
+    return refusals
+
+
+async def _serve_held(args: argparse.Namespace, settings: Settings) -> int:
+    """Hold the database (`kaiwa.store.guard`), bootstrap, serve; all in one event loop."""
+    from kaiwa.server.serve import serve, serve_workers
+    from kaiwa.store.guard import DatabaseInUse, hold
+
+    try:
+        held = await hold(settings.resolved_database_url, shared=bool(settings.redis_url))
+    except DatabaseInUse as exc:
+        print(f"kaiwa: {exc}", file=sys.stderr)
+        return 1
+    async with held:
+        await _bootstrap(args, settings)
+        if settings.workers > 1:
+            return await serve_workers(settings)
+        await serve(settings)
+        return 0
 
 
 async def _bootstrap(args: argparse.Namespace, settings: Settings) -> None:

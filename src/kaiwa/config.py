@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     """Seconds between looks for answers whose replica died (with Redis)."""
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(1, ge=1)
+    """Server processes sharing the port (`kaiwa serve --workers`); more than one needs Redis
+    and PostgreSQL."""
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     """Origins allowed to call the API from a browser. Keys travel in a header, not a cookie,
     so allowing any origin exposes nothing a caller does not already hold."""

@@ -612,6 +612,7 @@ async def test_a_second_process_continues_a_batch_a_dead_one_left_processing(
                 agent_id=agent,
                 message="asked について教えて",
             ),
+            owner="a-replica-that-died",
             resume_token=lambda response_id, chat_id: "token",
         )
         await session.execute(update(Batch).values(status="processing", started_at=now()))

@@ -21,10 +21,12 @@ finishes. Deliberate choices, each stated again where it applies:
 * A read may return fewer frames than are available (a batch, like XREAD COUNT);
   `finished` says whether the returned frames reach the end.
 * One producer appends to a log at a time; readers are any number, anywhere.
+* A sweeper may `seal` the log of a producer presumed dead: one terminal frame, exactly once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -78,6 +80,14 @@ class LogFull(EventLogError):
         self.limit = limit
 
 
+class BusUnavailable(Exception):
+    """The shared bus (Redis) cannot be reached within its timeouts: the server answers 503.
+
+    Raised by `create`, by `read` of a log held on another replica, and by `seal`; never by an
+    append, which a Redis log queues and retries in the background.
+    """
+
+
 class EventLog(Protocol):
     """Per-response event logs. Every method is safe to call from many tasks at once."""
 
@@ -105,6 +115,19 @@ class EventLog(Protocol):
         Raises `LogFull` (nothing appended) when the frames would take the log past its size cap
         and `finish` is false; `LogFinished` after the terminal append; `LogNotFound` when the
         log does not exist. Appends to one log must not run concurrently (one producer).
+
+        Frames may become readable only after `append` returns (a Redis log shows them, here and
+        on every replica, once they are durable); a finishing append returns once they are.
+        """
+        ...
+
+    async def seal(self, response_id: str, build: Callable[[int], bytes]) -> int | None:
+        """End the log of a response whose producer died, exactly once; return the frame's seq.
+
+        Atomically, if the log is open and its last frame is L, append `build(L + 1)` as its
+        terminal frame (as `append(..., finish=True)` would) and return L + 1. None when the log
+        is already finished or does not exist. A producer that appends afterwards gets
+        `LogFinished`, and nothing it appends becomes readable.
         """
         ...
 

@@ -155,6 +155,30 @@ class MemoryEventLog:
         last = after + len(frames)
         return LogRead(frames=frames, last=last, finished=log.finished and last >= len(log.frames))
 
+    async def seal(self, response_id: str, build: Callable[[int], bytes]) -> int | None:
+        """See `EventLog.seal`: in one process nothing can slip in between."""
+        log = self._logs.get(response_id)
+        if log is None or log.finished:
+            return None
+        seq = len(log.frames) + 1
+        await self.append(response_id, [build(seq)], finish=True)
+        return seq
+
+    def frames(self, response_id: str) -> list[bytes] | None:
+        """Every frame of a log, in order (a new list); None when it does not exist."""
+        log = self._logs.get(response_id)
+        return None if log is None else list(log.frames)
+
+    def discard(self, response_id: str) -> bool:
+        """Drop a log now, whatever its state; its waiting readers wake and get None.
+
+        False when it did not exist.
+        """
+        if response_id not in self._logs:
+            return False
+        self._evict(response_id)
+        return True
+
     def stats(self) -> LogStats:
         """What the store holds now, in O(1)."""
         return LogStats(

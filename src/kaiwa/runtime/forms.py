@@ -75,6 +75,7 @@ async def store_submission(
     session: AsyncSession,
     submission: FormSubmission,
     *,
+    owner: str,
     resume_token: Callable[[str, int], str],
     check_tools: Callable[[list[dict[str, Any]]], None] = lambda tools: None,
 ) -> tuple[Turn, ResponseCreated]:
@@ -139,6 +140,7 @@ async def store_submission(
         earlier=earlier,
         attachments=tuple(file.uuid for file in attached),
         include_tool_tags=submission.include_tool_tags,
+        owner=owner,
         resume_token=resume_token,
         meta={"form": {"form_request_id": form.id, "call_id": call_id, "text": text}},
         resumed=Resumed(

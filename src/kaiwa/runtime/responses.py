@@ -1,9 +1,11 @@
 """The lifecycle of a response: start, produce, finish; persistence at fixed checkpoints.
 
 `start` stores the user message and an in-progress assistant message in one short transaction,
-appends `response.created` and schedules the producer. The producer runs the agent beside title
-generation, appends events to the log, and stores the outcome once at the end. No transaction is
-ever held across a model await.
+under this replica's id as its owner, appends `response.created` and schedules the producer.
+The producer runs the agent beside title generation, appends events to the log, and stores the
+outcome once at the end — only if the answer is still its own (see `runtime.sweeper`: another
+replica ends the answers of a replica presumed dead). No transaction is ever held across a
+model await. Stops for answers produced elsewhere go through `runtime.stops`.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kaiwa.bus import EventLog, LogFull
+from kaiwa.bus import EventLog, EventLogError, LogFinished, LogFull
 from kaiwa.config import Settings
 from kaiwa.llm import ChatMessage, ChatModel, ModelError, ModelRegistry, ModelRequest
 from kaiwa.llm.text import detect_language
@@ -28,12 +30,14 @@ from kaiwa.protocol import (
     ResponseCreated,
     ResponseError,
     ResponseState,
+    TokenUsage,
 )
 from kaiwa.protocol.events import ResponseStatus, StepEnd
 from kaiwa.runtime.agent import AgentRun, FormPause, run_agent
 from kaiwa.runtime.checkpoints import Checkpointer
 from kaiwa.runtime.emitter import Emitter
 from kaiwa.runtime.forms import FormSubmission, store_pause, store_submission
+from kaiwa.runtime.stops import CancelReason, Stops
 from kaiwa.runtime.titles import generate_title
 from kaiwa.runtime.tokens import TokenSigner
 from kaiwa.runtime.tools.base import ToolContext
@@ -44,10 +48,6 @@ from kaiwa.store import chats, messages, responses
 from kaiwa.store.db import transaction
 
 logger = logging.getLogger(__name__)
-
-CancelReason = Literal["stop", "interrupt", "disconnect", "shutdown"]
-"""Why a response was cancelled. An interrupt ends its stream with error 10010; the others end
-it with `completed`, status `cancelled`."""
 
 INTERRUPT_WAIT = 10.0
 """Seconds `if_busy=interrupt` waits for the running response to end before giving up (409)."""
@@ -70,6 +70,10 @@ class _Running:
     """Past the point of no return: storing the outcome and ending the log."""
 
 
+class _Superseded(Exception):
+    """The answer is no longer this replica's: another one ended it."""
+
+
 class Runtime:
     """Starts responses and runs their producers in this process."""
 
@@ -82,12 +86,17 @@ class Runtime:
         settings: Settings,
         signer: TokenSigner,
         toolbox: Toolbox,
+        owner: str,
+        stops: Stops,
         checkpoint_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
-        """`checkpoint_sessions`: where the periodic checkpoints of every running answer are
-        written (one large write; on SQLite, an offloaded engine keeps it off the event loop);
-        `sessions` by default."""
+        """`owner`: this replica's id, recorded on every response it produces. `stops`: how
+        answers produced elsewhere are stopped. `checkpoint_sessions`: where the periodic
+        checkpoints of every running answer are written (one large write; on SQLite, an
+        offloaded engine keeps it off the event loop); `sessions` by default."""
         self._sessions = sessions
+        self._owner = owner
+        self._stops = stops
         self._toolbox = toolbox
         self._log = log
         self._models = models
@@ -131,12 +140,18 @@ class Runtime:
                 turn, created = await store_submission(
                     session,
                     submission,
+                    owner=self._owner,
                     resume_token=self._signer.sign,
                     check_tools=self._check_tools,
                 )
         except ChatBusy as busy:
             raise ApiError(ErrorCode.CONFLICT, str(busy)) from None
         return await self._launch(turn, created)
+
+    @property
+    def draining(self) -> bool:
+        """Shutting down: no new response starts here."""
+        return self._draining
 
     def _check_open(self) -> None:
         if self._draining:
@@ -159,7 +174,11 @@ class Runtime:
     async def _store(self, request: TurnRequest) -> tuple[Turn, ResponseCreated]:
         async with transaction(self._sessions) as session:
             return await store_turn(
-                session, request, resume_token=self._signer.sign, check_tools=self._check_tools
+                session,
+                request,
+                owner=self._owner,
+                resume_token=self._signer.sign,
+                check_tools=self._check_tools,
             )
 
     def _check_tools(self, unified_tools: list[dict[str, Any]]) -> None:
@@ -169,7 +188,10 @@ class Runtime:
             raise ApiError(ErrorCode.BAD_REQUEST, f"The agent cannot run here: {exc}") from None
 
     async def _interrupt(self, response_id: str) -> None:
-        """Cancel a response running here and wait (a while) for it to end."""
+        """Cancel a running response, here or elsewhere, and wait (a while) for it to end."""
+        if response_id not in self._running:
+            await self._stops.stop_elsewhere(response_id, "interrupt", wait=INTERRUPT_WAIT)
+            return
         try:
             async with asyncio.timeout(INTERRUPT_WAIT):
                 await self.cancel(response_id, "interrupt")
@@ -190,12 +212,14 @@ class Runtime:
         return True
 
     async def cancel(self, response_id: str, reason: CancelReason) -> ResponseState | None:
-        """Stop a response running here and return its final state; None if it is not here.
+        """Stop a response and return its final state when it ran here; None otherwise (when
+        another replica produces it, this returns once its log ended, or after a while).
 
         Idempotent: cancelling a response that is already ending just waits for its end.
         """
         running = self._running.get(response_id)
         if running is None:
+            await self._stops.stop_elsewhere(response_id, reason, wait=INTERRUPT_WAIT)
             return None
         self.request_cancel(response_id, reason)
         return await asyncio.shield(running.task)
@@ -211,15 +235,6 @@ class Runtime:
         if running is None:
             raise ApiError(ErrorCode.NOT_FOUND, f"Response {response_id} is not running here")
         return await asyncio.shield(running.task)
-
-    async def recover(self) -> list[str]:
-        """At start-up: responses left in progress by a dead process are marked failed."""
-        async with transaction(self._sessions) as session:
-            return await responses.fail_unfinished(
-                session,
-                code=int(ErrorCode.SERVER_ERROR),
-                message="The server stopped while this response was being produced",
-            )
 
     async def drain(self, grace: float) -> None:
         """Stop starting responses; give running ones `grace` seconds, then cancel the rest.
@@ -266,6 +281,10 @@ class Runtime:
         except ModelError as exc:
             logger.warning("response %s: model failed: %s", turn.response_id, exc.message)
             error = (ErrorCode.UPSTREAM_ERROR, exc.message)
+        except LogFinished:
+            # Sealed by another replica, which presumed this one dead: nothing more is ours.
+            logger.warning("response %s was ended by another replica", turn.response_id)
+            error = (ErrorCode.SERVER_ERROR, "The answer was ended by another replica")
         except LogFull as exc:
             logger.warning("response %s: %s", turn.response_id, exc)
             error = (
@@ -374,8 +393,28 @@ class Runtime:
             await self._store_outcome(
                 turn, status, text, usage.model_dump(), emitter, elapsed_ms, error, pause
             )
+        except _Superseded:
+            logger.warning(
+                "response %s was ended by another replica; its outcome here is dropped",
+                turn.response_id,
+            )
+            return
         except Exception:
             logger.exception("could not store the outcome of response %s", turn.response_id)
+        try:
+            await self._emit_ending(turn, emitter, status, usage, error)
+        except EventLogError as exc:
+            logger.warning("response %s: its log could not be ended: %s", turn.response_id, exc)
+
+    async def _emit_ending(
+        self,
+        turn: Turn,
+        emitter: Emitter,
+        status: ResponseStatus,
+        usage: TokenUsage,
+        error: tuple[ErrorCode, str] | None,
+    ) -> None:
+        text = emitter.state.text
         if error is not None:
             code, message = error
             await emitter.emit(
@@ -411,6 +450,17 @@ class Runtime:
         for attempt in range(5):
             try:
                 async with transaction(self._sessions) as session:
+                    # First, and only if the answer is still ours: never over another's ending.
+                    if not await responses.finish(
+                        session,
+                        turn.response_id,
+                        owner=self._owner,
+                        status=status,
+                        # Nothing else emits now: the terminal event comes next, with this id.
+                        last_event_id=emitter.next_id,
+                        error=None if error is None else (int(error[0]), error[1]),
+                    ):
+                        raise _Superseded
                     meta = await messages.meta_of(session, turn.assistant_message_id)
                     if meta is None:
                         return
@@ -427,14 +477,6 @@ class Runtime:
                         }
                     await messages.store_answer(
                         session, turn.assistant_message_id, content=text, status=status, meta=meta
-                    )
-                    # Nothing else emits now: the terminal event comes next, with this id.
-                    await responses.finish(
-                        session,
-                        turn.response_id,
-                        status=status,
-                        last_event_id=emitter.next_id,
-                        error=None if error is None else (int(error[0]), error[1]),
                     )
                 return
             except OperationalError:

@@ -107,11 +107,13 @@ async def store_turn(
     session: AsyncSession,
     request: TurnRequest,
     *,
+    owner: str,
     resume_token: Callable[[str, int], str],
     check_tools: Callable[[list[dict[str, Any]]], None] = lambda tools: None,
 ) -> tuple[Turn, ResponseCreated]:
     """Check the request against the chat and its agent, store the turn, build its first event.
 
+    `owner` is the replica that will produce the answer;
     `resume_token(response_id, chat_id) -> str` signs the token carried by `response.created`;
     `check_tools(unified_tools)` raises `ApiError` when the agent's tools cannot run here.
     Raises `ApiError` or `ChatBusy` with nothing stored.
@@ -168,6 +170,7 @@ async def store_turn(
         earlier=earlier,
         attachments=tuple(file.uuid for file in attached),
         include_tool_tags=request.include_tool_tags,
+        owner=owner,
         resume_token=resume_token,
     )
 
@@ -244,6 +247,7 @@ async def start_answer(
     earlier: list[Message],
     attachments: tuple[str, ...],
     include_tool_tags: bool,
+    owner: str,
     resume_token: Callable[[str, int], str],
     meta: dict[str, Any] | None = None,
     resumed: Resumed | None = None,
@@ -269,6 +273,7 @@ async def start_answer(
         model=snapshot["llm_model"],
         user_message_id=question.id,
         assistant_message_id=assistant_message_id,
+        owner=owner,
     )
     await chats.touch(session, chat.id)
     turn = Turn(

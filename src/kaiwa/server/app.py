@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from kaiwa import __version__
-from kaiwa.bus import MemoryEventLog
+from kaiwa.bus.shared import open_bus
 from kaiwa.config import Settings
 from kaiwa.files import FileStore, expire_forever
 from kaiwa.knowledge.embed import build_embedder
@@ -21,11 +21,14 @@ from kaiwa.llm import ModelRegistry
 from kaiwa.net import Fetcher, build_web_search
 from kaiwa.runtime import Runtime, TokenSigner
 from kaiwa.runtime.batches import BatchRunner
+from kaiwa.runtime.replica import Replica
+from kaiwa.runtime.stops import Stops
+from kaiwa.runtime.sweeper import Sweeper
 from kaiwa.runtime.tools.toolbox import Backends, Limits, Toolbox, chat_lookup
 from kaiwa.server import errors
 from kaiwa.server.deps import Services
 from kaiwa.server.limits import BodyLimitMiddleware
-from kaiwa.server.ratelimit import RateLimiter
+from kaiwa.server.ratelimit import create_limiter
 from kaiwa.server.routes import (
     agents,
     batches,
@@ -62,11 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bulk_sessions = session_factory(bulk_engine)
         bulk_reads = session_factory(bulk_engine, read_only=True)
         checkpoints = asyncio.create_task(checkpoint_forever(bulk_engine))
-        log = MemoryEventLog(
+        bus = await open_bus(
+            settings.redis_url,
             retention=settings.log_retention,
             max_age=settings.log_max_age,
             max_bytes=settings.log_max_bytes_per_response,
+            heartbeat_ttl=settings.heartbeat_ttl,
         )
+        log = bus.log
         models = ModelRegistry(settings.providers)
         secret = await secrets.get_or_create(sessions, "resume_token")
         signer = TokenSigner(secret, ttl=settings.resume_token_ttl)
@@ -98,6 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_depth=settings.call_agent_max_depth,
             ),
         )
+        stops = Stops(
+            sessions, log, bus.control, bus.replicas.id, poll_interval=settings.sweep_interval
+        )
         runtime = Runtime(
             sessions=sessions,
             log=log,
@@ -105,9 +114,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             signer=signer,
             toolbox=toolbox,
+            owner=bus.replicas.id,
+            stops=stops,
             checkpoint_sessions=bulk_sessions,
         )
-        await runtime.recover()
+        # An owner is dead once its heartbeat has been missing for two beats; alone, at once.
+        confirm = 2 * settings.heartbeat_interval if bus.shared else 0.0
+        sweeper = Sweeper(sessions, log, bus.replicas, confirm=confirm)
+        replica = Replica(
+            bus.replicas,
+            sweeper,
+            stops,
+            heartbeat_interval=settings.heartbeat_interval,
+            sweep_interval=settings.sweep_interval,
+        )
+        await replica.start(runtime)
+        app.state.sweeper = sweeper
         batch_runner = BatchRunner(
             sessions=sessions, read_sessions=read_sessions, runtime=runtime, settings=settings
         )
@@ -122,13 +144,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expiry = asyncio.create_task(
             expire_forever(sessions, file_store, ttl=settings.ephemeral_file_ttl)
         )
-        limiter = RateLimiter(
-            per_minute=settings.rate_limit_per_minute, concurrent=settings.rate_limit_concurrent
-        )
+        limiter = create_limiter(settings, bus.redis)
         app.state.services = Services(
             settings=settings,
             runtime=runtime,
             log=log,
+            bus=bus,
             models=models,
             signer=signer,
             limiter=limiter,
@@ -162,6 +183,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await task
             batch_runner.stop()
             await runtime.drain(0)
+            await limiter.aclose()
+            await replica.aclose()
             await batch_runner.aclose()
             await indexer.aclose()
             if embedder is not None:
@@ -170,7 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if web_search is not None:
                 await web_search.aclose()
             await models.aclose()
-            await log.close()
+            await bus.aclose()
             await engine.dispose()
             if bulk_engine is not engine:
                 await bulk_engine.dispose()

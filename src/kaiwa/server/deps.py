@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.bus import EventLog
+from kaiwa.bus.shared import Bus
 from kaiwa.config import Settings
 from kaiwa.llm import ModelRegistry
 from kaiwa.protocol import ApiError, ErrorCode
@@ -30,6 +31,7 @@ class Services:
     settings: Settings
     runtime: Runtime
     log: EventLog
+    bus: Bus
     models: ModelRegistry
     signer: TokenSigner
     limiter: RateLimiter
@@ -76,7 +78,7 @@ async def _caller(
     x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Caller:
     caller = await authenticate(session, x_api_key)
-    services.limiter.check_request(caller.key_id)
+    await services.limiter.check_request(caller.key_id)
     return caller
 
 

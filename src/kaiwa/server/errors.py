@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from kaiwa.bus.base import BusUnavailable
 from kaiwa.protocol import ApiError, ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,12 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, int(code), message, dict(exc.headers or {}))
 
 
+async def _bus_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("request refused: %s", exc)
+    message = "Redis, which this server shares with its replicas, is unavailable; retry shortly"
+    return error_response(503, int(ErrorCode.SERVER_ERROR), message, {"Retry-After": "1"})
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=exc)
     return error_response(500, int(ErrorCode.SERVER_ERROR), "Internal server error")
@@ -94,4 +101,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(BusUnavailable, _bus_unavailable)
     app.add_exception_handler(Exception, _unexpected)

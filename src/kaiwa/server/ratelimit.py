@@ -1,23 +1,108 @@
 """[ext] Per-key limits: requests per minute, and answers in flight at once.
 
 Requests are counted with a token bucket (a burst of up to a minute's allowance, refilled
-evenly). Answers in flight are a counter per key, held from the start of a turn until its reply
-ends (the stream's `[DONE]`, or the JSON answer). Both answer 429/10007 with `Retry-After`.
-A limit of 0 turns that limit off. The counts live in this process; with several replicas each
-enforces its own share.
+evenly). Answers in flight are counted per key, each held from the start of a turn until its
+reply ends (the stream's `[DONE]`, or the JSON answer). Both answer 429/10007 with `Retry-After`.
+A limit of 0 turns that limit off.
+
+`create_limiter` picks where the counts live: in this process (`MemoryRateLimiter`), or with
+Redis in Redis (`kaiwa.server.ratelimit_redis.RedisRateLimiter`), where every replica counts
+against the same limits::
+
+    limiter = create_limiter(settings, bus.redis)
+    await limiter.check_request(key_id)           # or 429
+    slot = await limiter.acquire_stream(key_id)   # or 429
+    await slot.release()
+    await limiter.aclose()
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from kaiwa.protocol import ApiError, ErrorCode
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from kaiwa.config import Settings
+
+__all__ = [
+    "MemoryRateLimiter",
+    "RateLimiter",
+    "StreamSlot",
+    "create_limiter",
+    "holding",
+    "too_many_answers",
+    "too_many_requests",
+]
+
 _PRUNE_EVERY = 1024
 """Forget idle keys' buckets every this many requests, so memory stays bounded."""
+
+
+class StreamSlot:
+    """One answer in flight for a key; release it once (a second release does nothing)."""
+
+    def __init__(self, release: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._release = release
+
+    async def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            await release()
+
+
+class RateLimiter(Protocol):
+    async def check_request(self, key_id: str) -> None:
+        """Count one request for `key_id`, or raise 429 when its bucket is empty."""
+        ...
+
+    async def acquire_stream(self, key_id: str) -> StreamSlot:
+        """Hold one answer in flight for `key_id`, or raise 429 when it has too many."""
+        ...
+
+    async def in_flight(self, key_id: str) -> int:
+        """Answers in flight for `key_id`, as counted against its limit."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop; slots still held are given back."""
+        ...
+
+
+def create_limiter(settings: Settings, redis: Redis | None = None) -> RateLimiter:
+    """The limits of `settings`, counted in Redis when given one (shared by every replica)."""
+    if redis is None:
+        return MemoryRateLimiter(
+            per_minute=settings.rate_limit_per_minute, concurrent=settings.rate_limit_concurrent
+        )
+    # Imported here: one process never needs redis-py.
+    from kaiwa.server.ratelimit_redis import RedisRateLimiter
+
+    return RedisRateLimiter(
+        redis, per_minute=settings.rate_limit_per_minute, concurrent=settings.rate_limit_concurrent
+    )
+
+
+def too_many_requests(per_minute: int, wait: float) -> ApiError:
+    return ApiError(
+        ErrorCode.RATE_LIMITED,
+        f"Rate limit: at most {per_minute} requests per minute for this API key",
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
+
+
+def too_many_answers(concurrent: int) -> ApiError:
+    return ApiError(
+        ErrorCode.RATE_LIMITED,
+        f"Concurrency limit: at most {concurrent} answers in flight for this API key",
+        headers={"Retry-After": "1"},
+    )
 
 
 @dataclass(slots=True)
@@ -26,19 +111,9 @@ class _Bucket:
     updated: float
 
 
-class StreamSlot:
-    """One answer in flight for a key; release it exactly once."""
+class MemoryRateLimiter:
+    """The counts of this process: for a server alone (with several, each has its own)."""
 
-    def __init__(self, release: Callable[[], None]) -> None:
-        self._release: Callable[[], None] | None = release
-
-    def release(self) -> None:
-        if self._release is not None:
-            self._release()
-            self._release = None
-
-
-class RateLimiter:
     def __init__(
         self,
         *,
@@ -53,8 +128,7 @@ class RateLimiter:
         self._in_flight: dict[str, int] = {}
         self._seen = 0
 
-    def check_request(self, key_id: str) -> None:
-        """Count one request for `key_id`, or raise 429 when its bucket is empty."""
+    async def check_request(self, key_id: str) -> None:
         if self._per_minute <= 0:
             return
         now = self._clock()
@@ -66,31 +140,21 @@ class RateLimiter:
             bucket.tokens = min(self._per_minute, bucket.tokens + (now - bucket.updated) * rate)
             bucket.updated = now
         if bucket.tokens < 1.0:
-            wait = math.ceil((1.0 - bucket.tokens) / rate)
-            raise ApiError(
-                ErrorCode.RATE_LIMITED,
-                f"Rate limit: at most {self._per_minute} requests per minute for this API key",
-                headers={"Retry-After": str(wait)},
-            )
+            raise too_many_requests(self._per_minute, (1.0 - bucket.tokens) / rate)
         bucket.tokens -= 1.0
         self._seen += 1
         if self._seen % _PRUNE_EVERY == 0:
             self._prune(now, rate)
 
-    def acquire_stream(self, key_id: str) -> StreamSlot:
-        """Hold one answer in flight for `key_id`, or raise 429 when it has too many."""
+    async def acquire_stream(self, key_id: str) -> StreamSlot:
         if self._concurrent <= 0:
-            return StreamSlot(lambda: None)
+            return StreamSlot()
         held = self._in_flight.get(key_id, 0)
         if held >= self._concurrent:
-            raise ApiError(
-                ErrorCode.RATE_LIMITED,
-                f"Concurrency limit: at most {self._concurrent} answers in flight for this API key",
-                headers={"Retry-After": "1"},
-            )
+            raise too_many_answers(self._concurrent)
         self._in_flight[key_id] = held + 1
 
-        def release() -> None:
+        async def release() -> None:
             left = self._in_flight.get(key_id, 1) - 1
             if left > 0:
                 self._in_flight[key_id] = left
@@ -99,8 +163,11 @@ class RateLimiter:
 
         return StreamSlot(release)
 
-    def in_flight(self, key_id: str) -> int:
+    async def in_flight(self, key_id: str) -> int:
         return self._in_flight.get(key_id, 0)
+
+    async def aclose(self) -> None:
+        return None
 
     def _prune(self, now: float, rate: float) -> None:
         full_after = self._per_minute / rate
@@ -117,5 +184,7 @@ async def holding(
         async for chunk in body:
             yield chunk
     finally:
-        slot.release()
-        await body.aclose()
+        try:
+            await slot.release()
+        finally:
+            await body.aclose()

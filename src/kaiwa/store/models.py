@@ -148,6 +148,10 @@ class Response(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     last_event_id: Mapped[int | None] = mapped_column(Integer)
     """The id of its terminal event, once it ended: resuming past it yields only `[DONE]`."""
+    owner: Mapped[str | None] = mapped_column(String(64))
+    """The replica producing it (its id); None for answers started before replicas had ids."""
+    cancel_reason: Mapped[str | None] = mapped_column(String(16))
+    """A stop or interrupt asked from another replica, for the owner to pick up."""
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
 

@@ -1,10 +1,19 @@
-"""Response records: one run of the agent that fills one assistant message."""
+"""Response records: one run of the agent that fills one assistant message.
+
+A running response names its owner, the replica producing it. Its end is stored with a
+compare-and-set on (status, owner): the owner stores its outcome only while the row is still
+in progress and still its own, and a replica that ends the answer of a dead owner does so only
+if the row still is in progress under that owner. Whichever comes first wins; the other changes
+nothing.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.store.db import now
@@ -20,7 +29,11 @@ _RUNNING = (
 )
 _FINISH = (
     _responses.update()
-    .where(_responses.c.id == bindparam("response_id"))
+    .where(
+        _responses.c.id == bindparam("response_id"),
+        _responses.c.status == "in_progress",
+        _responses.c.owner == bindparam("expected_owner"),
+    )
     .values(
         status=bindparam("new_status", type_=_responses.c.status.type),
         finished_at=bindparam("new_finished_at", type_=_responses.c.finished_at.type),
@@ -51,8 +64,9 @@ async def insert_response(
     model: str,
     user_message_id: int,
     assistant_message_id: int,
+    owner: str,
 ) -> None:
-    """Store a new response, in progress."""
+    """Store a new response, in progress, produced by the replica `owner`."""
     values = {
         "id": response_id,
         "chat_id": chat_id,
@@ -62,6 +76,7 @@ async def insert_response(
         "user_message_id": user_message_id,
         "assistant_message_id": assistant_message_id,
         "status": "in_progress",
+        "owner": owner,
         "created_at": now(),
     }
     await session.execute(_INSERT, values)
@@ -76,36 +91,110 @@ async def finish(
     session: AsyncSession,
     response_id: str,
     *,
+    owner: str,
     status: str,
     last_event_id: int,
     error: tuple[int, str] | None,
-) -> None:
-    """Store a response's end."""
+) -> bool:
+    """Store a response's end, if it is still in progress and still `owner`'s.
+
+    False when it is not: another replica ended it, having presumed `owner` dead.
+    """
     code, message = error if error is not None else (None, None)
     values = {
         "response_id": response_id,
+        "expected_owner": owner,
         "new_status": status,
         "new_finished_at": now(),
         "new_last_event_id": last_event_id,
         "new_error_code": code,
         "new_error_message": message,
     }
-    await session.execute(_FINISH, values)
+    result = cast(CursorResult[object], await session.execute(_FINISH, values))
+    return result.rowcount == 1
 
 
-async def fail_unfinished(session: AsyncSession, *, code: int, message: str) -> list[str]:
-    """Mark every response still in progress as failed (their process is gone); return their ids."""
-    ids = list(await session.scalars(select(Response.id).where(Response.status == "in_progress")))
-    if not ids:
-        return []
-    await session.execute(
-        update(Response)
-        .where(Response.id.in_(ids))
-        .values(status="failed", error_code=code, error_message=message, finished_at=now())
+@dataclass(frozen=True, slots=True)
+class Running:
+    id: str
+    owner: str | None
+    chat_id: int
+
+
+async def running(session: AsyncSession) -> list[Running]:
+    """Every response in progress, with its owner."""
+    rows = await session.execute(
+        select(Response.id, Response.owner, Response.chat_id).where(
+            Response.status == "in_progress"
+        )
     )
+    return [Running(id=id_, owner=owner, chat_id=chat_id) for id_, owner, chat_id in rows]
+
+
+async def fail_orphan(
+    session: AsyncSession, response_id: str, owner: str | None, *, code: int, message: str
+) -> bool:
+    """Mark a response of the dead replica `owner` failed, with its message (which keeps the
+    text of its last checkpoint); False, changing nothing, if it is no longer in progress under
+    that owner."""
+    owned = Response.owner.is_(None) if owner is None else Response.owner == owner
+    result = cast(
+        CursorResult[object],
+        await session.execute(
+            update(Response)
+            .where(Response.id == response_id, Response.status == "in_progress", owned)
+            .values(status="failed", error_code=code, error_message=message, finished_at=now())
+        ),
+    )
+    if result.rowcount != 1:
+        return False
     await session.execute(
         update(Message)
-        .where(Message.response_id.in_(ids), Message.status == "in_progress")
+        .where(Message.response_id == response_id, Message.status == "in_progress")
         .values(status="failed")
     )
-    return ids
+    return True
+
+
+async def set_last_event_id(session: AsyncSession, response_id: str, last_event_id: int) -> None:
+    await session.execute(
+        update(Response).where(Response.id == response_id).values(last_event_id=last_event_id)
+    )
+
+
+async def is_running(session: AsyncSession, response_id: str) -> bool:
+    status = await session.scalar(select(Response.status).where(Response.id == response_id))
+    return status == "in_progress"
+
+
+async def ask_to_cancel(session: AsyncSession, response_id: str, reason: str) -> str | None:
+    """Flag a response in progress for its owner to stop; return the owner, or None when it is
+    not in progress. The first reason asked stays."""
+    await session.execute(
+        update(Response)
+        .where(
+            Response.id == response_id,
+            Response.status == "in_progress",
+            Response.cancel_reason.is_(None),
+        )
+        .values(cancel_reason=reason)
+    )
+    return (
+        await session.execute(
+            select(Response.owner).where(
+                Response.id == response_id, Response.status == "in_progress"
+            )
+        )
+    ).scalar()
+
+
+async def cancels_for(session: AsyncSession, owner: str) -> list[tuple[str, str]]:
+    """(response id, reason) of the responses in progress under `owner` flagged to stop."""
+    rows = await session.execute(
+        select(Response.id, Response.cancel_reason).where(
+            Response.owner == owner,
+            Response.status == "in_progress",
+            Response.cancel_reason.is_not(None),
+        )
+    )
+    return [(id_, str(reason)) for id_, reason in rows]

@@ -1,17 +1,24 @@
-"""[ext] `/healthz`: the process is up. `/readyz`: the database answers."""
+"""[ext] `/healthz`: the process is up. `/readyz`: it can take requests — the database (and
+Redis, when configured) answer, and it is not shutting down. A load balancer stops sending new
+requests to a replica whose readiness fails, before it exits."""
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from kaiwa.protocol import ErrorCode
-from kaiwa.server.deps import ReadSessionDep
+from kaiwa.server.deps import ReadSessionDep, ServicesDep
 from kaiwa.server.envelope import ok
 from kaiwa.server.errors import error_response
 
 router = APIRouter(tags=["health"])
+
+_CHECK_TIMEOUT = 2.0
+"""Seconds each dependency has to answer."""
 
 
 @router.get("/healthz")
@@ -20,9 +27,19 @@ async def healthz() -> JSONResponse:
 
 
 @router.get("/readyz")
-async def readyz(session: ReadSessionDep) -> JSONResponse:
+async def readyz(session: ReadSessionDep, services: ServicesDep) -> JSONResponse:
+    if services.runtime.draining:
+        return error_response(503, int(ErrorCode.SERVER_ERROR), "The server is shutting down")
     try:
-        await session.execute(text("SELECT 1"))
+        async with asyncio.timeout(_CHECK_TIMEOUT):
+            await session.execute(text("SELECT 1"))
     except Exception:
         return error_response(503, int(ErrorCode.SERVER_ERROR), "The database is not reachable")
+    redis = services.bus.redis
+    if redis is not None:
+        try:
+            async with asyncio.timeout(_CHECK_TIMEOUT):
+                await redis.ping()
+        except Exception:
+            return error_response(503, int(ErrorCode.SERVER_ERROR), "Redis is not reachable")
     return ok({"status": "ready"})

@@ -117,17 +117,17 @@ async def reply(
 ) -> Response:
     """Start a response; answer with its stream, or with its final text once it ends."""
     runtime = services.runtime
-    slot = services.limiter.acquire_stream(caller.key_id)
+    slot = await services.limiter.acquire_stream(caller.key_id)
     try:
         started = await start()
     except BaseException:
-        slot.release()
+        await slot.release()
         raise
     if not options.stream:
         try:
             state = await runtime.wait(started.response_id)
         finally:
-            slot.release()
+            await slot.release()
         if state.error is not None:
             raise ApiError(ErrorCode(state.error.code), state.error.message)
         return ok(state.text)

@@ -65,7 +65,7 @@ async def events(
         record = None
     else:
         caller = await authenticate(session, x_api_key)
-        services.limiter.check_request(caller.key_id)
+        await services.limiter.check_request(caller.key_id)
         record = await _record(session, caller.workspace_id, chat_id, rid)
     settings = services.settings
     if await services.log.read(rid, cursor, wait=0) is None:
