@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     """Seconds between stores of a running answer's text (what survives a crash)."""
     resume_token_ttl: float = Field(86400.0, gt=0)
     """Seconds a `resume_token` is accepted; the events it reads must also still be kept."""
+    shutdown_delay: float | None = Field(None, ge=0)
+    """On SIGTERM, seconds the server goes on as usual while `/readyz` answers 503, before it
+    closes its port and drains: a load balancer's health checks take it out of rotation first,
+    so no request is cut on its way in. Default: 0 for one process, 5 with `redis_url`."""
     shutdown_grace: float = Field(30.0, ge=0)
     """On SIGTERM, seconds running responses get to finish before they are cancelled."""
     log_retention: float = Field(3600.0, ge=0)
@@ -209,6 +213,12 @@ class Settings(BaseSettings):
         # Named providers from the file add to the defaults instead of replacing them.
         for name, provider in _default_providers().items():
             self.providers.setdefault(name, provider)
+
+    @property
+    def resolved_shutdown_delay(self) -> float:
+        if self.shutdown_delay is not None:
+            return self.shutdown_delay
+        return 5.0 if self.redis_url else 0.0
 
     @property
     def files_dir(self) -> Path:

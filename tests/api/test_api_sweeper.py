@@ -46,7 +46,9 @@ async def _running_answer(api: Api) -> tuple[int, asyncio.Task[bytes], str]:
 
 async def _orphan(api: Api, response_id: str, owner: str | None) -> None:
     async with api.store() as session:
-        await session.execute(update(Response).where(Response.id == response_id).values(owner=owner))
+        await session.execute(
+            update(Response).where(Response.id == response_id).values(owner=owner)
+        )
 
 
 async def test_an_answer_of_a_dead_owner_ends_with_an_error_and_keeps_its_checkpoint(

@@ -1,13 +1,12 @@
 """Fixtures of the scale suite: many `kaiwa serve` replicas behind HAProxy, as in production.
 
-Each module gets its own cluster (`tests/scale/rig.py`): a `redis-server` of its own on a free
-port (so a test may pause, restart or disconnect it), a fresh PostgreSQL database dropped after
-the module, three replicas sharing both, and HAProxy running `deploy/haproxy.cfg` in front of them.
-The `cluster` fixture heals the module's cluster before each test (Redis up and unpaused, every
-replica running, HAProxy seeing them all UP), so a test may kill whatever it likes.
-
-A module changes the replicas' settings by overriding `scale_env` (module scope), e.g.
-`{"KAIWA_LOG_RETENTION": "1"}`, and their number by overriding `replica_count`.
+A cluster (`tests/scale/rig.py`) is a `redis-server` of its own on a free port (so a test may
+pause, restart or disconnect it), a fresh PostgreSQL database (dropped afterwards), three replicas
+sharing both, and HAProxy running `deploy/haproxy.cfg` in front of them. Modules with the default
+settings share one cluster for the session; a module that overrides `scale_env` (module scope,
+e.g. `{"KAIWA_LOG_RETENTION": "1"}`) or `replica_count` gets its own. The `cluster` fixture heals
+the cluster before each test (Redis up and unpaused, every replica running, HAProxy seeing them
+all UP), so a test may kill whatever it likes; each test uses chats of its own.
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres; `KAIWA_TEST_POSTGRES` overrides the admin DSN),
 and `redis-server` and `haproxy` on the PATH (`apt-get install redis-server haproxy`; nginx for its
@@ -27,11 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.scale.rig import Cluster, missing_binaries, postgres_admin_dsn, running_services, start_cluster
+from tests.scale.rig import (
+    Cluster,
+    missing_binaries,
+    postgres_admin_dsn,
+    running_services,
+    start_cluster,
+)
 
 HERE = Path(__file__).parent
 LOG_TAIL_CHARS = 8_000
+DEFAULT_REPLICAS = 3
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,17 +84,32 @@ def scale_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def replica_count() -> int:
-    return 3
+    return DEFAULT_REPLICAS
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(
+    tmp_path_factory: pytest.TempPathFactory, postgres_admin: str, binaries: None
+) -> Iterator[Cluster]:
+    """The cluster of every module that keeps the default settings (starting one takes seconds)."""
+    root = tmp_path_factory.mktemp("scale")
+    with start_cluster(root, admin_dsn=postgres_admin, replicas=DEFAULT_REPLICAS) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
 def module_cluster(
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     postgres_admin: str,
     binaries: None,
     scale_env: dict[str, str],
     replica_count: int,
 ) -> Iterator[Cluster]:
+    """The shared cluster, or one of the module's own when it changed the settings."""
+    if not scale_env and replica_count == DEFAULT_REPLICAS:
+        yield request.getfixturevalue("shared_cluster")
+        return
     root = tmp_path_factory.mktemp("scale")
     with start_cluster(root, admin_dsn=postgres_admin, replicas=replica_count, env=scale_env) as c:
         yield c

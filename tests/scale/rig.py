@@ -61,6 +61,8 @@ REPLICA_ENV = {
     "KAIWA_CHECKPOINT_INTERVAL": "0.2",
     "KAIWA_PING_INTERVAL": "0.5",
     "KAIWA_SHUTDOWN_GRACE": "10",
+    # Two of HAProxy's health checks (LB_CHECK_INTERVAL) and a margin: out of rotation first.
+    "KAIWA_SHUTDOWN_DELAY": "1.5",
     "KAIWA_EMBEDDINGS__PROVIDER": "none",
 }
 
@@ -100,7 +102,7 @@ def running_services() -> list[Service]:
 # -- processes ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(repr=False)
 class Service:
     """One process of the rig, with its log file; stopped by its pid only."""
 
@@ -111,6 +113,11 @@ class Service:
     suspended: bool = False
     """Set by SIGSTOP, cleared by SIGCONT: a suspended process is resumed before it is stopped."""
     _log_start: int = 0
+
+    def __repr__(self) -> str:
+        pid = self.process.pid if self.process is not None else None
+        state = "running" if self.running else "stopped"
+        return f"<{self.name} pid={pid} {state}{' suspended' if self.suspended else ''}>"
 
     @property
     def log_path(self) -> Path:
@@ -156,7 +163,8 @@ class Service:
 
     def send_signal(self, signum: int) -> None:
         """Send a signal to this process (SIGSTOP and SIGCONT are remembered)."""
-        assert self.process is not None and self.running, f"{self.name} is not running"
+        assert self.process is not None, f"{self.name} was never started"
+        assert self.running, f"{self.name} is not running"
         self.process.send_signal(signum)
         if signum == signal.SIGSTOP:
             self.suspended = True
@@ -198,7 +206,7 @@ def _kill_leftovers() -> None:
             service.process.kill()
 
 
-@dataclass
+@dataclass(repr=False)
 class RedisServer(Service):
     """`redis-server` without persistence: a restart comes back empty, as after a crash."""
 
@@ -211,7 +219,7 @@ class RedisServer(Service):
     def start(self) -> None:
         self._launch(
             [
-                "redis-server",
+                binary("redis-server") or "redis-server",
                 "--port", str(self.port),
                 "--bind", HOST,
                 "--save", "",
@@ -257,7 +265,7 @@ class RedisServer(Service):
         self.start()
 
 
-@dataclass
+@dataclass(repr=False)
 class Replica(Service):
     """One `kaiwa serve` process of the cluster."""
 
@@ -286,7 +294,9 @@ class Replica(Service):
                 break
             self.port = free_port()
         self.stop()
-        raise AssertionError(f"replica {self.name} did not become ready; its log:\n{self.log_text()}")
+        raise AssertionError(
+            f"replica {self.name} did not become ready; its log:\n{self.log_text()}"
+        )
 
     def launch(self) -> None:
         """Start the process without waiting for it (see `wait_ready`)."""
@@ -315,12 +325,14 @@ class Replica(Service):
         self.start()
 
     def requests(self, method: str = "", path_prefix: str = "/api/") -> list[str]:
-        """Access-log lines of every start of this replica, e.g. `requests("POST", "/api/v1/chats/3/")`."""
+        """Access-log lines of every start of this replica: `requests("POST", "/api/v1/chats/")`."""
         marker = f'"{method} {path_prefix}' if method else f" {path_prefix}"
-        return [line for line in self.log_text().splitlines() if marker in line and "HTTP/1" in line]
+        return [
+            line for line in self.log_text().splitlines() if marker in line and "HTTP/1" in line
+        ]
 
 
-@dataclass
+@dataclass(repr=False)
 class HAProxy(Service):
     """HAProxy running `deploy/haproxy.cfg` unedited, pointed at the replicas by its environment."""
 
@@ -333,7 +345,7 @@ class HAProxy(Service):
         return f"http://{HOST}:{self.port}"
 
     def start(self) -> None:
-        self._launch(["haproxy", "-db", "-f", str(HAPROXY_CONFIG)])
+        self._launch([binary("haproxy") or "haproxy", "-db", "-f", str(HAPROXY_CONFIG)])
         self.wait_all_up()
 
     def statuses(self) -> dict[str, str]:
@@ -350,7 +362,8 @@ class HAProxy(Service):
         return {
             row["svname"]: row["status"]
             for row in rows
-            if row.get("pxname") == "kaiwa_replicas" and row["svname"] not in ("FRONTEND", "BACKEND")
+            if row.get("pxname") == "kaiwa_replicas"
+            and row["svname"] not in ("FRONTEND", "BACKEND")
         }
 
     def wait_status(self, server: str, status: str, *, timeout: float = 10.0) -> None:
@@ -384,7 +397,7 @@ def haproxy_env(port: int, stats_port: int, replicas: Sequence[Replica]) -> dict
     return env
 
 
-@dataclass
+@dataclass(repr=False)
 class Nginx(Service):
     """nginx serving `deploy/nginx.conf` (its `upstream` and `listen` set to the rig's ports),
     in one process (`master_process off`) so that it stops by its pid alone."""
@@ -402,8 +415,8 @@ class Nginx(Service):
         assert len(servers) == len(replicas), (servers, replicas)
         for line, replica in zip(servers, replicas, strict=True):
             text = text.replace(line, re.sub(r"127\.0\.0\.1:\d+", replica.address, line), 1)
-        text, listens = re.subn(r"^(\s*)listen \d+;$", rf"\1listen {HOST}:{self.port};", text,
-                                flags=re.MULTILINE)  # fmt: skip
+        listen = re.compile(r"^(\s*)listen \d+;$", flags=re.MULTILINE)
+        text, listens = listen.subn(rf"\1listen {HOST}:{self.port};", text)
         assert listens == 1, "deploy/nginx.conf should have one `listen <port>;`"
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "kaiwa.conf").write_text(text, encoding="utf-8")
@@ -425,7 +438,7 @@ class Nginx(Service):
         """`nginx -t` on the rendered configuration."""
         main = self.render(replicas)
         return subprocess.run(
-            ["nginx", "-t", "-p", str(self.root), "-c", str(main)],
+            [binary("nginx") or "nginx", "-t", "-p", str(self.root), "-c", str(main)],
             capture_output=True,
             text=True,
             timeout=30,
@@ -434,14 +447,16 @@ class Nginx(Service):
 
     def start(self, replicas: Sequence[Replica]) -> None:
         main = self.render(replicas)
-        self._launch(["nginx", "-p", str(self.root), "-c", str(main)])
+        self._launch([binary("nginx") or "nginx", "-p", str(self.root), "-c", str(main)])
 
         def ready() -> bool:
             with contextlib.suppress(httpx.TransportError):
                 return httpx.get(f"{self.base_url}/readyz", timeout=1.0, trust_env=False).is_success
             return False
 
-        wait_until(ready, timeout=STARTUP_TIMEOUT, what=lambda: f"nginx answers:\n{self.log_text()}")
+        wait_until(
+            ready, timeout=STARTUP_TIMEOUT, what=lambda: f"nginx answers:\n{self.log_text()}"
+        )
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------
@@ -519,7 +534,7 @@ def slow_script(pieces: int, delay: float, *, word: str = "文") -> Script:
 # -- the cluster ----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(repr=False)
 class Cluster:
     root: Path
     database_url: str
@@ -533,6 +548,9 @@ class Cluster:
         default_factory=lambda: httpx.Client(timeout=HTTP_TIMEOUT, trust_env=False), repr=False
     )
 
+    def __repr__(self) -> str:
+        return f"<cluster {self.replicas} {self.redis} {self.lb}>"
+
     @property
     def headers(self) -> dict[str, str]:
         return {"x-api-key": self.api_key}
@@ -544,7 +562,9 @@ class Cluster:
                 return replica
         raise AssertionError("no replica is running")
 
-    def api(self, method: str, path: str, *, via: str | None = None, **kwargs: Any) -> httpx.Response:
+    def api(
+        self, method: str, path: str, *, via: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
         """A request to `via` (a base URL; by default a running replica) with the cluster's key."""
         base = via or self.any_replica().base_url
         headers = {**self.headers, **kwargs.pop("headers", {})}
@@ -570,7 +590,9 @@ class Cluster:
     def create_chat(self, agent_id: str, name: str = "scale") -> int:
         """A chat renamed by hand, so its turns generate no title: every answer has exactly
         `response.created`, its deltas and its ending."""
-        chat_id = int(self.ok("POST", "/api/v1/chats", json={"name": name, "agent_id": agent_id})["id"])
+        chat_id = int(
+            self.ok("POST", "/api/v1/chats", json={"name": name, "agent_id": agent_id})["id"]
+        )
         self.ok("PUT", f"/api/v1/chats/{chat_id}", json={"name": name})
         return chat_id
 
@@ -579,18 +601,24 @@ class Cluster:
             return list(pool.map(lambda n: self.create_chat(agent_id, f"scale {n}"), range(count)))
 
     def messages(self, chat_id: int) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self.ok("GET", f"/api/v1/chats/{chat_id}/messages")
+        rows: list[dict[str, Any]] = self.ok(
+            "GET", f"/api/v1/chats/{chat_id}/messages", params={"limit": 1000}
+        )
         return rows
 
     def response(self, chat_id: int, response_id: str) -> dict[str, Any]:
         data: dict[str, Any] = self.ok("GET", f"/api/v1/chats/{chat_id}/responses/{response_id}")
         return data
 
-    def wait_ended(self, chat_id: int, response_id: str, *, timeout: float = 15.0) -> dict[str, Any]:
+    def wait_ended(
+        self, chat_id: int, response_id: str, *, timeout: float = 15.0
+    ) -> dict[str, Any]:
         """Poll the response's status until it is no longer `in_progress` (bounded)."""
         return wait_until(
-            lambda: (status := self.response(chat_id, response_id))["status"] != "in_progress"
-            and status,
+            lambda: (
+                (status := self.response(chat_id, response_id))["status"] != "in_progress"
+                and status
+            ),
             timeout=timeout,
             what=f"response {response_id} ends",
         )
@@ -660,8 +688,14 @@ def start_cluster(
                 Replica(f"replica{index}", replica_root, replica_env, port=free_port(), index=index)
             )
         lb_port, stats_port = free_port(), free_port()
-        lb = HAProxy("haproxy", root / "haproxy", dict(os.environ), port=lb_port, stats_port=stats_port,
-                     servers=replicas)  # fmt: skip
+        lb = HAProxy(
+            "haproxy",
+            root / "haproxy",
+            dict(os.environ),
+            port=lb_port,
+            stats_port=stats_port,
+            servers=replicas,
+        )
         cluster = Cluster(root, database_url, redis_server, members, lb)
         try:
             credentials = _init(members[0])
@@ -709,5 +743,11 @@ def _init(replica: Replica) -> dict[str, str]:
     return values
 
 
+def binary(name: str) -> str | None:
+    """The path of a program, also in the sbin directories a non-root PATH may leave out."""
+    path = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/local/sbin", "/usr/sbin"])
+    return shutil.which(name, path=path)
+
+
 def missing_binaries(*names: str) -> list[str]:
-    return [name for name in names if shutil.which(name) is None]
+    return [name for name in names if binary(name) is None]

@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
+T = TypeVar("T")
 ENDINGS = ("response.output_text.completed", "response.error")
 Ending = Literal["done", "stopped", "cut", "timeout", "eof", "status"]
 """How a read ended: `[DONE]` then the server closed; the client stopped after k frames; the
@@ -69,7 +70,8 @@ def _frame(block: bytes) -> Frame:
     lines = block.decode("utf-8").split("\n")
     assert len(lines) == 3, block
     id_line, event_line, data_line = lines
-    assert id_line.startswith("id: ") and id_line[4:].isdigit(), block
+    assert id_line.startswith("id: "), block
+    assert id_line[4:].isdigit(), block
     assert event_line.startswith("event: "), block
     assert data_line.startswith("data: "), block
     data = json.loads(data_line[6:])
@@ -108,7 +110,8 @@ class Transcript:
 
     @classmethod
     def begin(cls, read: Read) -> Transcript:
-        assert read.status == 200 and read.response_id, (read.status, read.body[:500])
+        assert read.status == 200, (read.status, read.body[:500])
+        assert read.response_id, "no X-Kaiwa-Response-Id header"
         transcript = cls(read.response_id)
         transcript.add(read)
         return transcript
@@ -134,7 +137,9 @@ class Transcript:
     @property
     def text(self) -> str:
         return "".join(
-            frame.data["delta"] for frame in self.frames if frame.type == "response.output_text.delta"
+            frame.data["delta"]
+            for frame in self.frames
+            if frame.type == "response.output_text.delta"
         )
 
     @property
@@ -171,9 +176,7 @@ class Transcript:
 class SseClient:
     """One pool of connections for many concurrent streams, with the cluster's key."""
 
-    def __init__(
-        self, api_key: str, *, read_timeout: float = 10.0, deadline: float = 60.0
-    ) -> None:
+    def __init__(self, api_key: str, *, read_timeout: float = 10.0, deadline: float = 60.0) -> None:
         self.api_key = api_key
         self.deadline = deadline
         self._http = httpx.AsyncClient(
@@ -319,12 +322,12 @@ async def converse(
         assert left > 0, f"chat {chat_id}: no answer within {deadline:g} s"
         return left
 
+    cut = pending.pop(0) if pending else None
     while True:
         try:
             first = await client.send(
-                base_url, chat_id, message, agent_id,
-                stop_after=pending.pop(0) if pending else None, deadline=remaining(),
-            )  # fmt: skip
+                base_url, chat_id, message, agent_id, stop_after=cut, deadline=remaining()
+            )
         except httpx.ConnectError:
             await asyncio.sleep(RETRY_DELAY)
             continue
@@ -355,15 +358,31 @@ async def follow(
         assert left > 0, f"chat {chat_id}: not done within {deadline:g} s: {transcript.describe()}"
         try:
             read = await client.events(
-                base_url, chat_id, transcript.response_id,
-                last_event_id=transcript.last_id, stop_after=pending.pop(0) if pending else None,
+                base_url,
+                chat_id,
+                transcript.response_id,
+                last_event_id=transcript.last_id,
+                stop_after=pending[0] if pending else None,
                 deadline=left,
-            )  # fmt: skip
+            )
         except httpx.ConnectError:
             await asyncio.sleep(RETRY_DELAY)
             continue
         if read.status == 503:
             await asyncio.sleep(RETRY_DELAY)
             continue
+        if pending:
+            pending.pop(0)
         transcript.add(read)
     return transcript
+
+
+async def all_of(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """Await them all concurrently; once every one has ended, fail with a summary of the
+    failures (the first few in full), or return the results in order."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    failures = [(n, r) for n, r in enumerate(results) if isinstance(r, BaseException)]
+    if failures:
+        shown = "\n".join(f"#{n}: {type(e).__name__}: {str(e)[:1500]}" for n, e in failures[:5])
+        raise AssertionError(f"{len(failures)} of {len(results)} failed:\n{shown}")
+    return [r for r in results if not isinstance(r, BaseException)]

@@ -12,7 +12,6 @@ import time
 
 import httpx
 import pytest
-
 from tests.scale.rig import Cluster, Nginx, free_port, missing_binaries, slow_script
 from tests.scale.sse import SseClient, converse
 

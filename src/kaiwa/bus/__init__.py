@@ -21,7 +21,8 @@ from kaiwa.bus.base import (
 from kaiwa.bus.memory import LogStats, MemoryEventLog
 
 if TYPE_CHECKING:
-    from kaiwa.bus.redis import RedisEventLog, connect
+    from kaiwa.bus.connection import connect
+    from kaiwa.bus.redis import RedisEventLog
     from kaiwa.bus.subscriber import RedisSubscriber
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 
 _LAZY = {
     "RedisEventLog": "kaiwa.bus.redis",
-    "connect": "kaiwa.bus.redis",
+    "connect": "kaiwa.bus.connection",
     "RedisSubscriber": "kaiwa.bus.subscriber",
 }
 

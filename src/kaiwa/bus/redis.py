@@ -21,7 +21,8 @@ Deliberate choices:
 
 * An append never waits for Redis, except the finishing one (up to `finish_timeout`): the end
   of a log is durable before the producer moves on. While Redis is down or stalled the flusher
-  keeps the queue and retries, pausing up to 2 s between tries; no timer delays a flush.
+  keeps the queue and retries, pausing up to 2 s between tries. No timer delays a flush
+  (unless `linger` asks for one): while one is in flight, the next batch accumulates.
 * When Redis lost a log (it restarted empty, or failed over to a replica that lagged), the
   producer uploads it again from its own copy: a running answer loses nothing. Unless the log
   might have expired on its own since Redis last confirmed it (a seal's retention, or
@@ -31,11 +32,9 @@ Deliberate choices:
   `LogFinished`. Nothing appended after a seal ever becomes readable.
 * The finishing flush compacts the log, in the same script: the stream gives way to zlib chunks
   (`chunks.py`), a twentieth of the memory for the retention period. Readers cannot tell.
-* A reader elsewhere parks a future on the doorbell (no connection, no task per reader) and
-  reads again at least every `poll_interval`, in case a doorbell was lost. Concurrent reads of
-  one log from one cursor share a round trip.
-* A log a reader here saw open that vanishes before it could have expired (Redis restarting)
-  reads as empty, not None, for `vanish_grace` seconds, while its producer uploads it again.
+* Readers elsewhere (`remote.py`) park on the doorbell, and read again at least every
+  `poll_interval`, in case one was lost; a log they saw open that vanishes (Redis restarting)
+  reads as empty for `vanish_grace` seconds, while its producer uploads it again.
 * A finished log stays in its producer's memory for at most a minute; its readers then read
   Redis like everyone else.
 """
@@ -44,21 +43,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sys
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from kaiwa.bus import chunks
+from kaiwa.bus import chunks, scripts
 from kaiwa.bus.base import (
     BusUnavailable,
     EventLogError,
@@ -67,54 +61,26 @@ from kaiwa.bus.base import (
     LogNotFound,
     LogRead,
 )
+from kaiwa.bus.connection import Command, Pipe, connect, deadline
 from kaiwa.bus.memory import MemoryEventLog
-from kaiwa.bus.scripts import APPEND, READ, SEAL, Script
+from kaiwa.bus.remote import RemoteReads
 from kaiwa.bus.subscriber import RedisSubscriber
 
-__all__ = ["RedisEventLog", "connect"]
+__all__ = ["RedisEventLog", "connect"]  # connect: from kaiwa.bus.connection
 
 _Refusal = type[LogFinished] | type[LogNotFound]
 
 logger = logging.getLogger(__name__)
 
-_UNAVAILABLE = (RedisError, OSError)
+_UNAVAILABLE = (RedisError, OSError)  # OSError: TimeoutError too
 _LINGER = 60.0
 """Seconds a finished log stays in its producer's memory (and its refusals are remembered)."""
 _RETRY_MIN, _RETRY_MAX = 0.05, 2.0
 _CLOSE_FLUSH = 1.0
 """Seconds `close` gives the flusher to write what is queued."""
 _SWEEP = 10.0
-_FOLLOWED = 65536
-"""Logs a replica remembers having seen open, for `vanish_grace`."""
 _OFFLOAD = 1 << 20
 """Bytes of frames from which a log is compacted on a worker thread."""
-
-
-def connect(
-    url: str,
-    *,
-    socket_timeout: float = 5.0,
-    connect_timeout: float = 2.0,
-    max_connections: int = 64,
-) -> Redis:
-    """A client for `url` that never hangs.
-
-    A command fails after `socket_timeout` (longer than a 2 s `CLIENT PAUSE` of a failover),
-    a connection attempt after `connect_timeout`; a command that fails on a dead connection is
-    retried once on a new one. At most `max_connections` connections; a command waits for a
-    free one up to `socket_timeout`. Idle connections are checked every 30 s.
-    """
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=socket_timeout,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=connect_timeout,
-        socket_keepalive=True,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
-    )
-    return Redis.from_pool(pool)
 
 
 @dataclass(slots=True, eq=False)
@@ -146,16 +112,6 @@ class _Produced:
     """The finishing append's wait: None when the end is durable, else what to raise."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Fetched:
-    frames: list[bytes]
-    stored: int
-    """The log's last sequence number in Redis."""
-    finished: bool
-    ttl: float
-    """Seconds before the log expires unless it is written."""
-
-
 class RedisEventLog:
     """See the module docstring and `EventLog`."""
 
@@ -171,28 +127,32 @@ class RedisEventLog:
         poll_interval: float = 0.5,
         finish_timeout: float = 10.0,
         vanish_grace: float = 10.0,
+        linger: float = 0.0,
         prefix: str = "kaiwa:",
     ) -> None:
         """`redis` and `subscriber` stay open: whoever made them closes them. `retention`,
         `max_age`, `max_bytes`, `read_batch`: as for `MemoryEventLog`. `poll_interval`: the
         most seconds a reader elsewhere waits without looking, should a doorbell be lost.
         `finish_timeout`: the most seconds a finishing append waits for Redis. `vanish_grace`:
-        see the module docstring. `prefix`: of every key and channel."""
+        see the module docstring. `linger`: seconds the flusher rests after each flush
+        (0: never), so that more appends share the next one; frames wait up to that longer.
+        `prefix`: of every key and channel."""
         if retention < 0 or max_age <= 0 or max_bytes <= 0 or read_batch <= 0:
             raise ValueError("retention must be >= 0; max_age, max_bytes, read_batch > 0")
-        if poll_interval <= 0 or finish_timeout <= 0 or vanish_grace < 0:
-            raise ValueError("poll_interval, finish_timeout must be > 0; vanish_grace >= 0")
+        if poll_interval <= 0 or finish_timeout <= 0 or vanish_grace < 0 or linger < 0:
+            raise ValueError("poll_interval, finish_timeout > 0; vanish_grace, linger >= 0")
+        self._linger = linger
         self._redis = redis
+        self._op_timeout = deadline(redis)
+        self._pipe = Pipe(redis, timeout=self._op_timeout)
         self._retention_ms = max(1, round(retention * 1000))
         self._max_age_ms = max(1, round(max_age * 1000))
         self._max_age = max_age
         self._unexpired = min(retention, max_age)
         self._max_bytes = max_bytes
         self._read_batch = read_batch
-        self._poll = poll_interval
         self._finish_timeout = finish_timeout
-        self._vanish_grace = vanish_grace
-        self._prefix = f"{prefix}log:"
+        self._prefix = prefix
         self._doorbell = f"{prefix}doorbell"
         self._local = MemoryEventLog(
             retention=min(retention, _LINGER),
@@ -207,13 +167,18 @@ class RedisEventLog:
         self._flushing = False
         self._flusher: asyncio.Task[None] | None = None
         self._swept = time.monotonic()
-        self._bells: dict[bytes, dict[asyncio.Future[None], None]] = {}
-        self._fetches: dict[tuple[str, int], asyncio.Task[_Fetched | None]] = {}
-        self._followed: OrderedDict[str, float] = OrderedDict()
+        self._remote = RemoteReads(
+            redis,
+            prefix=prefix,
+            read_batch=read_batch,
+            poll_interval=poll_interval,
+            vanish_grace=vanish_grace,
+            timeout=self._op_timeout,
+        )
         self._closed = False
         self._unsubscribe = (
             subscriber.add(self._doorbell, self._on_doorbell),
-            subscriber.on_reconnect(self._ring_all),
+            subscriber.on_reconnect(self._remote.wake_all),
         )
 
     # -- producing ---------------------------------------------------------------------------
@@ -224,10 +189,11 @@ class RedisEventLog:
         if response_id in self._produced:
             return
         self._start()
-        keys = self._keys(response_id)
+        keys = scripts.keys(self._prefix, response_id)
         sent = time.monotonic()
         try:
-            created = await self._redis.set(keys[0], b"o:0", nx=True, px=self._max_age_ms)
+            async with asyncio.timeout(self._op_timeout):
+                created = await self._redis.set(keys[0], b"o:0", nx=True, px=self._max_age_ms)
         except _UNAVAILABLE as exc:
             raise BusUnavailable(f"Redis is unavailable: {exc}") from exc
         if not created or response_id in self._produced or self._closed:
@@ -265,16 +231,19 @@ class RedisEventLog:
             except EventLogError:
                 return None
             return seq
-        keys = self._keys(response_id)
+        keys = scripts.keys(self._prefix, response_id)
         try:
-            state = await _call(self._redis.get(keys[0]))
+            async with asyncio.timeout(self._op_timeout):
+                state = await scripts.call(self._redis.get(keys[0]))
             # Compare-and-set on the last frame: retried while an append slips in between.
             while state is not None and state.startswith(b"o:"):
                 expected = int(state[2:])
                 frame = build(expected + 1)
-                code, stored = await self._eval(
-                    SEAL, keys[:2], expected, frame, self._retention_ms, self._doorbell, response_id
-                )
+                async with asyncio.timeout(self._op_timeout):
+                    code, stored = await scripts.SEAL.run(
+                        self._redis, keys[:2], expected, frame, self._retention_ms,
+                        self._doorbell, response_id,
+                    )  # fmt: skip
                 if code == 1:
                     return int(stored)
                 state = b"o:%d" % stored if code == 2 else None
@@ -297,7 +266,10 @@ class RedisEventLog:
         if self._closed:
             return LogNotFound(response_id)
         try:
-            state = await _call(self._redis.get(self._keys(response_id)[0]))
+            async with asyncio.timeout(self._op_timeout):
+                state = await scripts.call(
+                    self._redis.get(scripts.keys(self._prefix, response_id)[0])
+                )
         except _UNAVAILABLE:
             return LogNotFound(response_id)
         if state is not None and state.startswith(b"d:"):
@@ -388,6 +360,8 @@ class RedisEventLog:
                 if delay:
                     logger.warning("Redis is back: the event logs' queue is written")
                 delay = 0.0
+                if self._linger and not self._closed:
+                    await asyncio.sleep(self._linger)
                 continue
             if not delay:
                 logger.warning("Redis is unavailable (%s): event logs are queued", error)
@@ -396,8 +370,8 @@ class RedisEventLog:
 
     async def _flush(self, batch: dict[str, _Produced]) -> Exception | None:
         """One round trip for every log in `batch`; what failed is marked again."""
-        pipe = self._redis.pipeline(transaction=False)
-        sent: list[tuple[str, _Produced, int]] = []
+        commands: list[Command] = []
+        sent: list[tuple[str, _Produced, int, bool]] = []
         rung: list[str] = []
         for response_id, produced in batch.items():
             if produced.ended is not None:
@@ -407,10 +381,9 @@ class RedisEventLog:
             last = produced.durable + count
             flags = ("f" if produced.final else "") + ("r" if produced.restore else "")
             ttls = (self._max_age_ms, self._retention_ms)
+            head = ("EVALSHA", scripts.APPEND.sha, 3, *produced.keys, first, last, flags, *ttls)
             if produced.final and produced.chunks is not None:
-                packed = produced.chunks
-                pipe.evalsha(APPEND.sha, 3, *produced.keys, first, last, flags, *ttls,
-                             len(packed), *packed)  # fmt: skip
+                commands.append((*head, len(produced.chunks), *produced.chunks))
             else:
                 frames = produced.pending
                 if produced.resend:
@@ -419,24 +392,23 @@ class RedisEventLog:
                         self._end(response_id, produced, LogNotFound)
                         continue
                     frames = held[first - 1 : produced.durable] + frames
-                pipe.evalsha(APPEND.sha, 3, *produced.keys, first, last, flags, *ttls, 0,
-                             *frames)  # fmt: skip
-            sent.append((response_id, produced, count))
+                commands.append((*head, 0, *frames))
+            sent.append((response_id, produced, count, produced.final))
             if count or produced.final or produced.resend:
                 rung.append(response_id)
         if not sent:
             return None
         if rung:
-            pipe.publish(self._doorbell, " ".join(rung))
+            commands.append(("PUBLISH", self._doorbell, " ".join(rung)))
         started = time.monotonic()
-        results = await pipe.execute(raise_on_error=False)
+        results = await self._pipe.send(commands)
         error: Exception | None = None
-        for (response_id, produced, count), result in zip(sent, results, strict=False):
+        for (response_id, produced, count, finish), result in zip(sent, results, strict=False):
             if isinstance(result, Exception):
                 error = result
                 self._mark(response_id, produced)
             elif result[0] == 1:
-                await self._confirmed(response_id, produced, count, started)
+                await self._confirmed(response_id, produced, count, finish, started)
             elif result[0] == 0:
                 self._missing(response_id, produced)
             elif result[0] == 2:
@@ -445,12 +417,12 @@ class RedisEventLog:
                 produced.resend = int(result[1]) + 1
                 self._mark(response_id, produced)
         if isinstance(error, NoScriptError):
-            await self._redis.script_load(APPEND.source)
+            await self._redis.script_load(scripts.APPEND.source)
             return None
         return error
 
     async def _confirmed(
-        self, response_id: str, produced: _Produced, count: int, sent: float
+        self, response_id: str, produced: _Produced, count: int, finish: bool, sent: float
     ) -> None:
         produced.confirmed = sent
         produced.resend = 0
@@ -461,7 +433,6 @@ class RedisEventLog:
             frames = produced.pending[:count]
             del produced.pending[:count]
         produced.durable += count
-        finish = produced.final and not produced.pending
         with contextlib.suppress(EventLogError):  # the memory copy expired meanwhile
             await self._local.append(response_id, frames, finish=finish)
         if finish:
@@ -491,137 +462,21 @@ class RedisEventLog:
     async def read(self, response_id: str, after: int, *, wait: float) -> LogRead | None:
         if self._closed:
             return None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
+        deadline = asyncio.get_running_loop().time() + wait
         read = await self._local.read(response_id, after, wait=wait)
         if read is not None or self._closed:
             return read
-        return await self._read_remote(response_id, max(after, 0), deadline)
-
-    async def _read_remote(self, response_id: str, after: int, deadline: float) -> LogRead | None:
-        loop = asyncio.get_running_loop()
-        key = response_id.encode()
-        while True:
-            bell = self._ring_me(key, loop) if loop.time() < deadline else None
-            try:
-                fetched = await self._fetch(response_id, after)
-                if self._closed:
-                    return None
-                now = loop.time()
-                if fetched is None:
-                    if not self._vanished_briefly(response_id, now):
-                        return None
-                else:
-                    self._saw(response_id, fetched, now)
-                    frames = fetched.frames
-                    last = after + len(frames)
-                    finished = fetched.finished and last >= fetched.stored
-                    if frames or finished:
-                        return LogRead(frames=frames, last=last, finished=finished)
-                if bell is None:
-                    return LogRead(frames=[], last=after, finished=False)
-                await _park(bell, loop, min(deadline, now + self._poll))
-            finally:
-                if bell is not None:
-                    self._unring(key, bell)
-
-    async def _fetch(self, response_id: str, after: int) -> _Fetched | None:
-        key = (response_id, after)
-        task = self._fetches.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._fetch_once(response_id, after))
-            self._fetches[key] = task
-            task.add_done_callback(functools.partial(self._fetched, key))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if task.cancelled() and self._closed and not (current and current.cancelling()):
-                return None  # `close` stopped it
-            raise
-
-    def _fetched(self, key: tuple[str, int], task: asyncio.Task[_Fetched | None]) -> None:
-        if self._fetches.get(key) is task:
-            del self._fetches[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: the readers that wanted it got it
-
-    async def _fetch_once(self, response_id: str, after: int) -> _Fetched | None:
-        keys = self._keys(response_id)
-        try:
-            reply = await self._eval(READ, keys, after, self._read_batch, chunks.CHUNK)
-        except _UNAVAILABLE as exc:
-            raise BusUnavailable(f"Redis is unavailable: {exc}") from exc
-        if reply is None:
-            return None
-        state: bytes = reply[0]
-        stored = int(state[2:])
-        frames: list[bytes]
-        if len(reply) == 2:
-            frames = []
-        elif reply[2] == b"z":
-            index = after // chunks.CHUNK
-            count = min(chunks.CHUNK, stored - index * chunks.CHUNK)
-            start = after - index * chunks.CHUNK
-            frames = chunks.unpack(reply[3], count=count, start=start, limit=self._read_batch)
-        else:
-            frames = reply[3:]
-        return _Fetched(frames, stored, finished=state[:1] == b"d", ttl=reply[1] / 1000)
-
-    def _saw(self, response_id: str, fetched: _Fetched, now: float) -> None:
-        if fetched.finished:
-            self._followed.pop(response_id, None)
-            return
-        self._followed[response_id] = now + fetched.ttl
-        self._followed.move_to_end(response_id)
-        if len(self._followed) > _FOLLOWED:
-            self._followed.popitem(last=False)
-
-    def _vanished_briefly(self, response_id: str, now: float) -> bool:
-        """A log seen open here that is gone before it could have expired: Redis restarted,
-        and its producer is uploading it again. True for `vanish_grace` seconds."""
-        until = self._followed.get(response_id)
-        if until is None or now >= until:
-            self._followed.pop(response_id, None)
-            return False
-        self._followed[response_id] = min(until, now + self._vanish_grace)
-        return True
-
-    def _ring_me(self, key: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
-        bell: asyncio.Future[None] = loop.create_future()
-        self._bells.setdefault(key, {})[bell] = None
-        return bell
-
-    def _unring(self, key: bytes, bell: asyncio.Future[None]) -> None:
-        waiting = self._bells.get(key)
-        if waiting is not None:
-            waiting.pop(bell, None)
-            if not waiting:
-                del self._bells[key]
+        return await self._remote.read(response_id, after, deadline)
 
     def _on_doorbell(self, message: bytes) -> None:
         """`rid rid …`: these logs grew. `!rid`: sealed, maybe under its producer here."""
-        bells = self._bells
         for key in message.split(b" "):
             if key[:1] == b"!":
                 key = key[1:]
-                self._sealed(key.decode())
-            if bells:
-                waiting = bells.pop(key, None)
-                if waiting:
-                    for bell in waiting:
-                        _resolve(bell)
-
-    def _sealed(self, response_id: str) -> None:
-        produced = self._produced.get(response_id)
-        if produced is not None and produced.ended is None:
-            self._mark(response_id, produced)  # the next flush finds the seal
-
-    def _ring_all(self) -> None:
-        bells, self._bells = self._bells, {}
-        for waiting in bells.values():
-            for bell in waiting:
-                _resolve(bell)
+                produced = self._produced.get(key.decode())
+                if produced is not None and produced.ended is None:
+                    self._mark(key.decode(), produced)  # its next flush finds the seal
+            self._remote.wake(key)
 
     # -- both --------------------------------------------------------------------------------
 
@@ -641,47 +496,16 @@ class RedisEventLog:
             if not done:
                 flusher.cancel()
                 await asyncio.wait({flusher})
+        await self._pipe.aclose()
         for produced in self._produced.values():
             _settle(produced, None)
         idle, self._idle = self._idle, None
         if idle is not None and not idle.done():
             idle.set_result(None)
-        for task in list(self._fetches.values()):
-            task.cancel()
-        self._ring_all()
+        self._remote.close()
         await self._local.close()
         self._produced.clear()
         self._dirty.clear()
-        self._followed.clear()
-
-    def _keys(self, response_id: str) -> tuple[str, str, str]:
-        stream = f"{self._prefix}{{{response_id}}}"
-        return f"{stream}:state", stream, f"{stream}:z"
-
-    async def _eval(self, script: Script, keys: tuple[str, ...], *args: bytes | str | int) -> Any:
-        try:
-            return await _call(self._redis.evalsha(script.sha, len(keys), *keys, *args))
-        except NoScriptError:
-            await self._redis.script_load(script.source)
-            return await _call(self._redis.evalsha(script.sha, len(keys), *keys, *args))
-
-
-async def _call(reply: Awaitable[Any] | Any) -> Any:
-    """redis-py types a command's result as "awaitable or not", for its sync and async twins."""
-    return await cast("Awaitable[Any]", reply)
-
-
-async def _park(bell: asyncio.Future[None], loop: asyncio.AbstractEventLoop, until: float) -> None:
-    timer = loop.call_at(until, _resolve, bell)
-    try:
-        await bell
-    finally:
-        timer.cancel()
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _settle(produced: _Produced, refusal: _Refusal | None) -> None:

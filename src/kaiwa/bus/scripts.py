@@ -13,9 +13,20 @@ without one; retention is by expiry only, never by trimming the stream.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-__all__ = ["APPEND", "READ", "SEAL", "Script"]
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+__all__ = ["APPEND", "READ", "SEAL", "Script", "call", "keys"]
+
+
+def keys(prefix: str, response_id: str) -> tuple[str, str, str]:
+    """State, stream and chunks keys of a log, for a key prefix like `kaiwa:`."""
+    stream = f"{prefix}log:{{{response_id}}}"
+    return f"{stream}:state", stream, f"{stream}:z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +36,20 @@ class Script:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+
+    async def run(self, redis: Redis, keys: tuple[str, ...], *args: bytes | str | int) -> Any:
+        """EVALSHA, loading the script first if Redis does not have it (it restarted)."""
+        try:
+            return await call(redis.evalsha(self.sha, len(keys), *keys, *args))
+        except NoScriptError:
+            await redis.script_load(self.source)
+            return await call(redis.evalsha(self.sha, len(keys), *keys, *args))
+
+
+async def call(reply: Awaitable[Any] | Any) -> Any:
+    """Await a redis-py command: its result is typed "awaitable or not", for the sync and async
+    clients alike."""
+    return await cast("Awaitable[Any]", reply)
 
 
 APPEND = Script(

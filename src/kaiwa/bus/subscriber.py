@@ -8,8 +8,8 @@
 
 Deliberate choices:
 
-* The connection is its own, made from the client's connection settings but outside its pool,
-  and without redis-py's `PubSub`: that one reconnects by itself, silently, and a listener
+* The connection is its own (`connection.dedicated`), with the client's settings but outside
+  its pool, and without redis-py's `PubSub`: that one reconnects by itself, silently, and a listener
   must know when it did, since pub/sub delivers nothing sent while it was away.
 * When it is killed (`CLIENT KILL TYPE pubsub`), Redis restarts or the network drops, it
   reconnects after a pause that doubles up to `backoff_max`, subscribes again, and only then
@@ -28,11 +28,10 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from kaiwa.bus.base import BusUnavailable
+from kaiwa.bus.connection import dedicated
 
 __all__ = ["RedisSubscriber"]
 
@@ -125,7 +124,7 @@ class RedisSubscriber:
     async def _run(self) -> None:
         delay = _BACKOFF_MIN
         while True:
-            connection = self._connect()
+            connection = dedicated(self._redis)
             self._listening = False
             try:
                 await connection.connect()  # type: ignore[no-untyped-call]
@@ -186,18 +185,6 @@ class RedisSubscriber:
                 handler(message)
             except Exception:
                 logger.exception("handler of Redis channel %r failed", channel)
-
-    def _connect(self) -> AbstractConnection:
-        """A connection outside the client's pool, with its settings; it never retries."""
-        pool = self._redis.connection_pool
-        settings = {
-            **pool.connection_kwargs,
-            "retry": Retry(NoBackoff(), 0),
-            "health_check_interval": 0,
-            "protocol": 2,
-        }
-        connection: AbstractConnection = pool.connection_class(**settings)
-        return connection
 
     def _write(self, connection: AbstractConnection, *command: str | bytes) -> None:
         """Send a command from outside the connection's task; a failed write breaks the

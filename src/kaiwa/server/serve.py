@@ -3,7 +3,10 @@
 On SIGTERM or SIGINT uvicorn stops accepting connections and waits for open ones to finish
 before the app's lifespan ends, so an open stream would otherwise only end when its answer does.
 The server below tells the app as soon as the signal arrives: running responses get
-`shutdown_grace` seconds, then are cancelled, and every stream ends with `[DONE]`.
+`shutdown_grace` seconds, then are cancelled, and every stream ends with `[DONE]`. Behind a load
+balancer (with Redis), the signal first starts `shutdown_delay` seconds during which only
+`/readyz` changes (503): the balancer's checks take the replica out of rotation before its port
+closes, so no request is dropped on its way in.
 
 `serve(settings)` is a coroutine, so that `kaiwa serve` holds its database and bootstraps in
 the same event loop first (`run` picks the loop uvicorn would: uvloop when installed).
@@ -50,15 +53,30 @@ _APP = "kaiwa.server.app:create_app"
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, *, delay: float = 0.0) -> None:
         super().__init__(config)
         self._app = app
+        self._delay = delay
+        self._leaving: threading.Timer | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """The first signal starts the delay (`/readyz` fails, all else goes on); its end, or
+        a second signal, closes the port and drains."""
+        if self._delay > 0 and self._leaving is None and not self.should_exit:
+            self._app.state.leaving = True
+            self._leaving = threading.Timer(self._delay, self._exit, (sig,))
+            self._leaving.daemon = True
+            self._leaving.start()
+            return
+        if self._leaving is not None:
+            self._leaving.cancel()
+        self._exit(sig)
+
+    def _exit(self, sig: int) -> None:
         begin_shutdown = getattr(self._app.state, "begin_shutdown", None)
         if begin_shutdown is not None and not self.should_exit:
             begin_shutdown()
-        super().handle_exit(sig, frame)
+        super().handle_exit(sig, None)
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -95,7 +113,8 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = No
     status 3, as uvicorn does.
     """
     app = create_app(settings)
-    await _Server(_config(settings, app), app).serve(list(sockets) if sockets else None)
+    server = _Server(_config(settings, app), app, delay=settings.resolved_shutdown_delay)
+    await server.serve(list(sockets) if sockets else None)
 
 
 def _config(settings: Settings, app: FastAPI | str) -> uvicorn.Config:
@@ -184,7 +203,7 @@ def _join(workers: Sequence[BaseProcess]) -> None:
 def _worker(settings: Settings, listener: socket.socket, lifeline: Connection) -> None:
     """One worker process: a server on the parent's socket (run by `multiprocessing`)."""
     app = create_app(settings)
-    server = _Server(_config(settings, app), app)
+    server = _Server(_config(settings, app), app, delay=settings.resolved_shutdown_delay)
 
     def stop_when_orphaned() -> None:
         with suppress(EOFError, OSError):

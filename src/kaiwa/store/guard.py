@@ -123,9 +123,7 @@ def _lock_file(database: Path, *, shared: bool) -> int:
 
 async def _advisory_lock(url: str, *, shared: bool) -> Hold:
     name = f"{_APPLICATION}: pid {os.getpid()} on {socket.gethostname()}"[:63]
-    engine = create_async_engine(
-        url, poolclass=NullPool, connect_args=_application_name(url, name)
-    )
+    engine = create_async_engine(url, poolclass=NullPool, connect_args=_application_name(url, name))
     try:
         connection = await engine.connect()
         try:

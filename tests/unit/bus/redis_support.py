@@ -6,11 +6,13 @@ A server is a `redis-server` child process without persistence, stopped by its o
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis as redis_sync
@@ -96,3 +98,12 @@ class Replicas:
             await subscriber.aclose()
             await redis.aclose()  # type: ignore[attr-defined]
         self.made.clear()
+
+
+async def until(condition: Callable[[], bool], *, within: float = 3.0) -> None:
+    """Wait until `condition()` holds, looking every 10 ms; fail after `within` seconds."""
+    for _ in range(int(within / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"still false after {within} s")

@@ -160,11 +160,11 @@ class LogMachine(RuleBasedStateMachine):
         finish = self.refusal(response_id, new, finish=False) is LogFull
         end = len(self.model[response_id])
 
+        logs = (self.log, self.elsewhere)
+
         async def scenario() -> list[LogRead | None]:
             parked = [
-                asyncio.create_task(
-                    (self.log, self.elsewhere)[i % 2].read(response_id, end, wait=5.0)
-                )
+                asyncio.create_task(logs[i % 2].read(response_id, end, wait=5.0))
                 for i in range(waiting)
             ]
             await asyncio.sleep(0)
@@ -223,7 +223,7 @@ TestLogMachine = LogMachine.TestCase
 def test_redis_log_against_the_model(redis_server: RedisServer) -> None:
     RedisLogMachine.url = redis_server.url
     run_state_machine_as_test(
-        RedisLogMachine, settings=settings(max_examples=60, stateful_step_count=40, deadline=None)
+        RedisLogMachine, settings=settings(max_examples=100, stateful_step_count=40, deadline=None)
     )
 
 
@@ -247,7 +247,7 @@ followers = st.builds(
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     batches=st.lists(st.integers(0, 4), max_size=10),
     last_batch=st.integers(0, 3),

@@ -180,26 +180,26 @@ async def test_the_slots_of_a_replica_that_died_lapse_with_their_lease(
     redis_url: str, redis: Redis, replicas: list[RedisRateLimiter]
 ) -> None:
     survivor, _ = two(redis, replicas, concurrent=2)
-    dead = subprocess.Popen(
-        [sys.executable, "-c", _DEAD_REPLICA, redis_url],
+    dead = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _DEAD_REPLICA,
+        redis_url,
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
     try:
         assert dead.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(dead.stdout.readline), timeout=20)
-        assert line == b"held\n"
+        assert await asyncio.wait_for(dead.stdout.readline(), timeout=20) == b"held\n"
         await asyncio.sleep(1.2)  # its slots outlive a lease while it renews them
         with pytest.raises(ApiError):
             await survivor.acquire_stream("k")
-        os.kill(dead.pid, signal.SIGKILL)
+        dead.kill()
         killed = time.monotonic()
     finally:
-        if dead.poll() is None:
-            os.kill(dead.pid, signal.SIGKILL)
-        dead.wait(timeout=10)
-        if dead.stdout is not None:
-            dead.stdout.close()
+        if dead.returncode is None:
+            dead.kill()
+        await asyncio.wait_for(dead.wait(), timeout=10)
     while await survivor.in_flight("k"):
         assert time.monotonic() - killed < 3.0, "the dead replica's slots never lapsed"
         await asyncio.sleep(0.05)

@@ -6,8 +6,8 @@ the end; each hold is its own connection, as two servers' would be.
 
 from __future__ import annotations
 
+import asyncio
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -75,9 +75,9 @@ async def test_replicas_share_the_hold_but_not_with_a_server_alone(database_url:
 
 
 async def test_databases_in_memory_are_never_held() -> None:
-    async with await hold("sqlite+aiosqlite:///:memory:", shared=False):
-        async with await hold("sqlite+aiosqlite:///:memory:", shared=False):
-            pass
+    memory = "sqlite+aiosqlite:///:memory:"
+    async with await hold(memory, shared=False), await hold(memory, shared=False):
+        pass
 
 
 _HOLDER = """
@@ -94,22 +94,23 @@ asyncio.run(main())
 
 
 async def test_a_holder_killed_with_sigkill_lets_go(database_url: str) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, database_url],
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _HOLDER,
+        database_url,
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
     try:
         assert holder.stdout is not None
-        assert holder.stdout.readline() == b"held\n"
+        assert await asyncio.wait_for(holder.stdout.readline(), timeout=20) == b"held\n"
         with pytest.raises(DatabaseInUse) as refused:
             await hold(database_url, shared=False)
         assert f"(pid {holder.pid}" in str(refused.value)
     finally:
-        os.kill(holder.pid, signal.SIGKILL)
-        holder.wait(timeout=10)
-        if holder.stdout is not None:
-            holder.stdout.close()
+        holder.kill()  # SIGKILL: nothing is released by hand
+        await asyncio.wait_for(holder.wait(), timeout=10)
     # PostgreSQL notices the dead connection at once on loopback (the kernel closes it).
     async with await hold(database_url, shared=False):
         pass

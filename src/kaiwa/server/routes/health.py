@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -27,8 +27,8 @@ async def healthz() -> JSONResponse:
 
 
 @router.get("/readyz")
-async def readyz(session: ReadSessionDep, services: ServicesDep) -> JSONResponse:
-    if services.runtime.draining:
+async def readyz(request: Request, session: ReadSessionDep, services: ServicesDep) -> JSONResponse:
+    if services.runtime.draining or getattr(request.app.state, "leaving", False):
         return error_response(503, int(ErrorCode.SERVER_ERROR), "The server is shutting down")
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT):

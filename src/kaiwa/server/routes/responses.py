@@ -7,6 +7,7 @@ reconnects) or `?after=`; without one the events replay from the start.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 from uuid import UUID
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kaiwa.bus import EventLog
 from kaiwa.protocol import (
     ApiError,
     ErrorCode,
@@ -26,7 +28,14 @@ from kaiwa.protocol import (
 )
 from kaiwa.protocol.events import CompletedStatus
 from kaiwa.protocol.sse import DONE, PING
-from kaiwa.server.deps import CallerDep, ReadSessionDep, ServicesDep, SessionDep, authenticate
+from kaiwa.server.deps import (
+    CallerDep,
+    ReadSessionDep,
+    Services,
+    ServicesDep,
+    SessionDep,
+    authenticate,
+)
 from kaiwa.server.envelope import ok
 from kaiwa.server.routes.params import ChatId
 from kaiwa.server.sse import follow, sse_response
@@ -39,6 +48,9 @@ router = APIRouter(prefix="/api/v1/chats/{chat_id}/responses/{response_id}", tag
 
 # The largest cursor a client can send: event ids are 1, 2, 3… within a response.
 _MAX_CURSOR = 2**53
+# How long a running answer's missing log is waited for (see `_reappears`).
+_REAPPEAR_POLLS = 30
+_REAPPEAR_POLL_INTERVAL = 0.1
 # The `completed` status that ended a stream, by the stored status of its response.
 _ENDED_AS: dict[str, CompletedStatus] = {"cancelled": "cancelled", "awaiting_form": "awaiting_form"}
 
@@ -67,7 +79,6 @@ async def events(
         caller = await authenticate(session, x_api_key)
         await services.limiter.check_request(caller.key_id)
         record = await _record(session, caller.workspace_id, chat_id, rid)
-    settings = services.settings
     if await services.log.read(rid, cursor, wait=0) is None:
         # The events are gone (retention passed, or the server restarted): end the stream with
         # the outcome the database kept, under its original id when known (else cursor + 1).
@@ -75,6 +86,13 @@ async def events(
             record = await session.get(ResponseRecord, rid)
         if record is None or record.chat_id != chat_id:
             raise ApiError(ErrorCode.NOT_FOUND, f"Response {rid} not found")
+        if (
+            record.status == "in_progress"
+            and services.bus.shared
+            and await _reappears(services.log, rid, cursor)
+        ):
+            await session.commit()
+            return _follow(services, rid, chat_id, cursor)
         message = await session.get(Message, record.assistant_message_id)
         await session.commit()
         if record.last_event_id is not None and cursor >= record.last_event_id:
@@ -82,17 +100,30 @@ async def events(
         ending = _stored_ending(record, message, record.last_event_id or cursor + 1)
         return sse_response(_once(PING + ending + DONE), rid)
     await session.commit()
-    return sse_response(
-        follow(
-            services.log,
-            rid,
-            chat_id,
-            after=cursor,
-            ping_interval=settings.ping_interval,
-            idle_timeout=settings.idle_timeout,
-        ),
-        rid,
+    return _follow(services, rid, chat_id, cursor)
+
+
+def _follow(services: Services, response_id: str, chat_id: int, cursor: int) -> Response:
+    settings = services.settings
+    body = follow(
+        services.log,
+        response_id,
+        chat_id,
+        after=cursor,
+        ping_interval=settings.ping_interval,
+        idle_timeout=settings.idle_timeout,
     )
+    return sse_response(body, response_id)
+
+
+async def _reappears(log: EventLog, response_id: str, cursor: int) -> bool:
+    """Whether the log of a running answer shows up within a few seconds: after Redis restarts
+    empty, the replica producing the answer writes its log there again."""
+    for _ in range(_REAPPEAR_POLLS):
+        await asyncio.sleep(_REAPPEAR_POLL_INTERVAL)
+        if await log.read(response_id, cursor, wait=0) is not None:
+            return True
+    return False
 
 
 @router.get("")
