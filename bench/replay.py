@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -154,6 +155,23 @@ def over_http(events: int, runs: int) -> tuple[int, list[float]] | str:
 
 
 def replay_over_http(client: httpx.Client, events: int, runs: int) -> tuple[int, list[float]] | str:
+    produced = produce_over_http(client, events)
+    if isinstance(produced, str):
+        return produced
+    return time_replays(client, produced, runs)
+
+
+@dataclass(frozen=True)
+class Produced:
+    """A finished answer of the scripted model, and how many events its stream carried."""
+
+    chat_id: int
+    response_id: str
+    events: int
+
+
+def produce_over_http(client: httpx.Client, events: int) -> Produced | str:
+    """An answer of `events` events by the scripted model, streamed to its end; or why not."""
     # created + deltas + title + completed
     script = {"answer": [{"text": piece} for piece in deltas(events - 3)], "title": "営業時間"}
     meta = {"model_settings": {"script": script}}
@@ -166,10 +184,16 @@ def replay_over_http(client: httpx.Client, events: int, runs: int) -> tuple[int,
     with client.stream("POST", f"/api/v1/chats/{chat_id}/messages", json=message) as produced:
         response_id = produced.headers["x-kaiwa-response-id"]
         live = b"".join(produced.iter_raw())
-    produced_events = live.count(b"\nevent: ")
     if not live.endswith(DONE):
         return "the produced stream did not end with [DONE]"
-    url = f"/api/v1/chats/{chat_id}/responses/{response_id}/events"
+    return Produced(chat_id, response_id, live.count(b"\nevent: "))
+
+
+def time_replays(
+    client: httpx.Client, produced: Produced, runs: int
+) -> tuple[int, list[float]] | str:
+    """`runs` replays from cursor 0 to `[DONE]` (after two not counted): (events, seconds)."""
+    url = f"/api/v1/chats/{produced.chat_id}/responses/{produced.response_id}/events"
     timings: list[float] = []
     for run in range(runs + 2):
         start = time.perf_counter()
@@ -180,10 +204,10 @@ def replay_over_http(client: httpx.Client, events: int, runs: int) -> tuple[int,
             replayed = b"".join(replay.iter_raw())
         elapsed = time.perf_counter() - start
         assert replayed.endswith(DONE), replayed[-200:]
-        assert replayed.count(b"\nevent: ") == produced_events, "replay differs from the stream"
+        assert replayed.count(b"\nevent: ") == produced.events, "replay differs from the stream"
         if run >= 2:
             timings.append(elapsed)
-    return produced_events, timings
+    return produced.events, timings
 
 
 def data(response: httpx.Response) -> Any:

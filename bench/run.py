@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -184,11 +184,7 @@ class Bench:
         self.kaiwa = kaiwa
         self.model_url = model_url
         self.model_pid = model_pid
-        self.chats = load.ChatPool(kaiwa.base_url, kaiwa.api_key)
-        self.agents: dict[str, str] = {}
-        self.held_agent: tuple[str, str] | None = None
-        """(id, llm_model): one agent for every held run, republished on each new model, so
-        that they all reuse its chats."""
+        self.kaiwa_targets = KaiwaTargets(kaiwa)
         self.tags = itertools.count(1)
         self.started = time.monotonic()
 
@@ -224,29 +220,7 @@ class Bench:
                 {"message": "bench", "model": model},
                 pid=self.floor_pid,
             )
-        agent = await self.agent(f"fake/{model}", held=scenario.hold)
-        return await load.kaiwa_target(
-            self.kaiwa.base_url,
-            self.kaiwa.api_key,
-            agent,
-            scenario.streams,
-            pid=self.kaiwa.pid,
-            chats=self.chats,
-            body=body,
-        )
-
-    async def agent(self, llm_model: str, *, held: bool) -> str:
-        if not held:
-            if llm_model not in self.agents:
-                self.agents[llm_model] = await _agent(self.kaiwa, llm_model)
-            return self.agents[llm_model]
-        if self.held_agent is None:
-            self.held_agent = (await _agent(self.kaiwa, llm_model), llm_model)
-        elif self.held_agent[1] != llm_model:
-            agent_id = self.held_agent[0]
-            await _republish(self.kaiwa, agent_id, llm_model)
-            self.held_agent = (agent_id, llm_model)
-        return self.held_agent[0]
+        return await self.kaiwa_targets.target(scenario, model, body)
 
     async def scenario(self, scenario: Scenario) -> dict[str, Any]:
         row: dict[str, Any] = {"scenario": asdict(scenario)}
@@ -260,15 +234,7 @@ class Bench:
         target = await self.target(name, scenario, scenario.model(tag))
         setup = time.monotonic() - setup
         model_cpu = load.cpu_seconds(self.model_pid)
-        async with asyncio.timeout(scenario.timeout + 30):
-            running = asyncio.create_task(
-                load.run(
-                    target, scenario.streams, ramp=scenario.ramp, stream_limit=scenario.timeout
-                )
-            )
-            if tag is not None:
-                await load.release_when_held(self.model_url, tag, scenario.streams)
-            result = await running
+        result = await run_scenario(target, scenario, self.model_url, tag)
         summary: dict[str, Any] = dict(load.summarize(result, ttft=scenario.ttft))
         summary["model_cpu_s"] = round(load.cpu_seconds(self.model_pid) - model_cpu, 3)
         summary["setup_s"] = round(setup, 2)
@@ -282,38 +248,14 @@ class Bench:
     async def capacity(
         self, name: str, paced: list[dict[str, Any]], steps: int, tokens: int
     ) -> dict[str, Any]:
-        """The most streams at 20 tokens/s all open at once with the plateau's p99 added
-        latency within `CAPACITY_P99_MS` and no error.
+        """`search_capacity` from the `concurrent` runs already made."""
 
-        Starts from the `concurrent` runs already made, then `steps` more: doubling past the
-        largest while it passes, else bisecting (in log scale) between the largest pass and
-        the smallest fail.
-        """
-
-        def ok(summary: dict[str, Any]) -> bool:
-            p99 = summary["plateau_added_ms_p99"]
-            return not summary["errors"] and p99 is not None and p99 <= CAPACITY_P99_MS
-
-        tried = {row["scenario"]["streams"]: row[name] | {"pass": ok(row[name])} for row in paced}
-        for _ in range(steps):
-            good = max((n for n, r in tried.items() if r["pass"]), default=0)
-            bad = min((n for n, r in tried.items() if not r["pass"] and n > good), default=None)
-            if bad is None:
-                n = good * 2
-            else:
-                n = int(math.sqrt(max(good, 25) * bad) // 10 * 10)
-                if n <= good or n >= bad or (bad - good) / bad < 0.15:
-                    break
+        async def attempt(n: int) -> dict[str, Any]:
             scenario = replace(concurrent(n, tokens), name=f"capacity: {n} streams")
-            summary = await self.one(name, scenario)
-            tried[n] = summary | {"pass": ok(summary)}
-        good = max((n for n, r in tried.items() if r["pass"]), default=0)
-        bad = min((n for n, r in tried.items() if not r["pass"] and n > good), default=None)
-        return {
-            "streams": good,
-            "first_failing": bad,
-            "tried": {str(k): v for k, v in sorted(tried.items())},
-        }
+            return await self.one(name, scenario)
+
+        tried = {row["scenario"]["streams"]: row[name] for row in paced}
+        return await search_capacity(attempt, steps, tried)
 
     async def idle(self, name: str, n: int) -> dict[str, Any]:
         """Resident memory per open stream whose model stalls after `response.created`."""
@@ -371,6 +313,104 @@ class Bench:
             "rss_open_mib": round(during / 2**20, 2),
             "kib_per_stream": round(per_stream / 1024, 2),
         }
+
+
+class KaiwaTargets:
+    """`load.Target`s on one kaiwa — a server, or replicas behind a load balancer — over the
+    fake model: an agent per model name, chats reused from run to run."""
+
+    def __init__(self, kaiwa: Kaiwa) -> None:
+        self.kaiwa = kaiwa
+        self.chats = load.ChatPool(kaiwa.base_url, kaiwa.api_key)
+        self.agents: dict[str, str] = {}
+        self.held_agent: tuple[str, str] | None = None
+        """(id, llm_model): one agent for every held run, republished on each new model, so
+        that they all reuse its chats."""
+
+    async def target(
+        self, scenario: Scenario, model: str, body: dict[str, object] | None = None
+    ) -> load.Target:
+        """`scenario.streams` chats of an agent on `fake/<model>`."""
+        agent = await self.agent(f"fake/{model}", held=scenario.hold)
+        return await load.kaiwa_target(
+            self.kaiwa.base_url,
+            self.kaiwa.api_key,
+            agent,
+            scenario.streams,
+            pid=self.kaiwa.pid or None,
+            chats=self.chats,
+            body=body,
+        )
+
+    async def agent(self, llm_model: str, *, held: bool) -> str:
+        if not held:
+            if llm_model not in self.agents:
+                self.agents[llm_model] = await _agent(self.kaiwa, llm_model)
+            return self.agents[llm_model]
+        if self.held_agent is None:
+            self.held_agent = (await _agent(self.kaiwa, llm_model), llm_model)
+        elif self.held_agent[1] != llm_model:
+            agent_id = self.held_agent[0]
+            await _republish(self.kaiwa, agent_id, llm_model)
+            self.held_agent = (agent_id, llm_model)
+        return self.held_agent[0]
+
+
+async def run_scenario(
+    target: load.Target, scenario: Scenario, model_url: str, tag: str | None
+) -> load.RunResult:
+    """One run of `scenario` against `target`; with `tag` (a held run, on a model named
+    `scenario.model(tag)`) its streams are released once all of them wait at the model."""
+    async with asyncio.timeout(scenario.timeout + 30):
+        running = asyncio.create_task(
+            load.run(target, scenario.streams, ramp=scenario.ramp, stream_limit=scenario.timeout)
+        )
+        if tag is not None:
+            await load.release_when_held(model_url, tag, scenario.streams)
+        return await running
+
+
+def capacity_ok(summary: dict[str, Any]) -> bool:
+    """No error, and the plateau's p99 added latency within `CAPACITY_P99_MS`."""
+    p99 = summary["plateau_added_ms_p99"]
+    return not summary["errors"] and p99 is not None and p99 <= CAPACITY_P99_MS
+
+
+async def search_capacity(
+    attempt: Callable[[int], Awaitable[dict[str, Any]]],
+    steps: int,
+    tried: dict[int, dict[str, Any]] | None = None,
+    *,
+    first: int = 100,
+) -> dict[str, Any]:
+    """The most streams at 20 tokens/s all open at once that pass `capacity_ok`.
+
+    `attempt(n)` makes a held run of `n` such streams and returns its summary; `tried` holds
+    runs already made (by streams). Then `steps` more runs (the first of `first` streams when
+    nothing was tried): doubling past the largest pass while it passes, else bisecting (in log
+    scale) between the largest pass and the smallest fail, until they are within 15 %.
+    """
+    runs = {n: r | {"pass": capacity_ok(r)} for n, r in (tried or {}).items()}
+    for _ in range(steps):
+        good = max((n for n, r in runs.items() if r["pass"]), default=0)
+        bad = min((n for n, r in runs.items() if not r["pass"] and n > good), default=None)
+        if not runs:
+            n = first
+        elif bad is None:
+            n = good * 2
+        else:
+            n = int(math.sqrt(max(good, 25) * bad) // 10 * 10)
+            if n <= good or n >= bad or (bad - good) / bad < 0.15:
+                break
+        summary = await attempt(n)
+        runs[n] = summary | {"pass": capacity_ok(summary)}
+    good = max((n for n, r in runs.items() if r["pass"]), default=0)
+    bad = min((n for n, r in runs.items() if not r["pass"] and n > good), default=None)
+    return {
+        "streams": good,
+        "first_failing": bad,
+        "tried": {str(k): v for k, v in sorted(runs.items())},
+    }
 
 
 def _replay(kaiwa: Kaiwa, events: int, runs: int) -> dict[str, Any]:
@@ -586,20 +626,20 @@ def _plot(report: dict[str, Any], path: Path) -> None:
 
 
 @contextmanager
-def _process(script: str, *extra: str, log: Path | None = None) -> Iterator[tuple[str, int]]:
-    """One of the bench's own servers on a free loopback port: (base URL, pid). Its output
-    goes to `<log>/<script>.log` (a dropped stream makes the floor print tracebacks)."""
-    port = _free_port()
-    out = open(log / f"{Path(script).stem}.log", "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / script), "--port", str(port), *extra],
-        stdout=out,
-        stderr=out,
-    )
+def spawned(
+    argv: list[str], *, log_path: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process with its output in `log_path` (else dropped), stopped by its pid at exit:
+    SIGTERM, then SIGKILL after 10 s."""
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
-        _wait_port(port, proc)
-        base = f"http://127.0.0.1:{port}"
-        yield (f"{base}/v1" if script == "fake_model.py" else base), proc.pid
+        proc = subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env)
+    except BaseException:
+        if log_path:
+            out.close()  # type: ignore[union-attr]
+        raise
+    try:
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -607,18 +647,36 @@ def _process(script: str, *extra: str, log: Path | None = None) -> Iterator[tupl
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-        if log:
+        if log_path:
             out.close()  # type: ignore[union-attr]
+
+
+@contextmanager
+def _process(script: str, *extra: str, log: Path | None = None) -> Iterator[tuple[str, int]]:
+    """One of the bench's own servers on a free loopback port: (base URL, pid). Its output
+    goes to `<log>/<script>.log` (a dropped stream makes the floor print tracebacks)."""
+    port = _free_port()
+    argv = [sys.executable, str(HERE / script), "--port", str(port), *extra]
+    log_path = log / f"{Path(script).stem}.log" if log else None
+    with spawned(argv, log_path=log_path) as proc:
+        _wait_port(port, proc)
+        base = f"http://127.0.0.1:{port}"
+        yield (f"{base}/v1" if script == "fake_model.py" else base), proc.pid
+
+
+def kaiwa_config(model_url: str) -> str:
+    """A `kaiwa.toml` naming the fake model at `model_url` as provider `fake`, and `scripted`."""
+    return (
+        f'[providers.fake]\ntype = "openai"\nbase_url = "{model_url}"\napi_key = "x"\n'
+        '[providers.scripted]\ntype = "scripted"\n'
+    )
 
 
 @contextmanager
 def _kaiwa(model_url: str, log_path: str) -> Iterator[Kaiwa]:
     with tempfile.TemporaryDirectory() as config_dir:
         config = Path(config_dir) / "kaiwa.toml"
-        config.write_text(
-            f'[providers.fake]\ntype = "openai"\nbase_url = "{model_url}"\napi_key = "x"\n'
-            '[providers.scripted]\ntype = "scripted"\n'
-        )
+        config.write_text(kaiwa_config(model_url))
         env = {"KAIWA_CONFIG": str(config), "KAIWA_SHUTDOWN_GRACE": "2"}
         with running_kaiwa(env=env, log_path=log_path) as k:
             yield k

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -612,6 +613,7 @@ async def test_a_second_process_continues_a_batch_a_dead_one_left_processing(
                 agent_id=agent,
                 message="asked について教えて",
             ),
+            response_id=str(uuid.uuid4()),
             owner="a-replica-that-died",
             resume_token=lambda response_id, chat_id: "token",
         )

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import random
 
-import pytest
 from tests.scale.rig import Cluster, slow_script
 from tests.scale.sse import SseClient, all_of, converse
-
 
 SCRIPT = slow_script(10, 0.1)  # 1 s
 EVENTS = SCRIPT.pieces + 2

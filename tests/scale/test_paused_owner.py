@@ -12,10 +12,8 @@ import asyncio
 import signal
 from typing import Any
 
-import pytest
 from tests.scale.rig import Cluster, slow_script
 from tests.scale.sse import SseClient, Transcript
-
 
 SCRIPT = slow_script(50, 0.05)  # 2.5 s of answer, most of it still to come when frozen
 FREEZE_AFTER = 8

@@ -13,7 +13,6 @@ import random
 import time
 
 import httpx
-import pytest
 from tests.scale.rig import Cluster, slow_script
 from tests.scale.sse import SseClient, Transcript, all_of, converse
 
@@ -100,11 +99,6 @@ async def test_a_redis_restart_during_streams_leaves_no_gap_and_no_answer_behind
         check_agrees_with_database(cluster, chat, transcript)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a message refused with 503 while Redis is down is stored all the same (the user "
-    "message and an in_progress answer), and its chat stays busy",
-)
 async def test_a_request_needing_redis_while_it_is_down_is_refused_at_once(
     cluster: Cluster,
 ) -> None:

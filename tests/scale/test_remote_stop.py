@@ -11,7 +11,6 @@ import pytest
 from tests.scale.rig import Cluster, slow_script
 from tests.scale.sse import SseClient, Transcript, follow
 
-
 SCRIPT = slow_script(60, 0.05)  # 3 s
 QUICK = slow_script(4, 0.01, word="行")
 SEEN = 5

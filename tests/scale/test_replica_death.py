@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 from tests.scale.rig import Cluster, slow_script
 from tests.scale.sse import Frame, SseClient, Transcript, follow
-
 
 SCRIPT = slow_script(80, 0.05)  # 4 s: far from its end when the owner dies
 KILL_AFTER = 12

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from tests.scale.rig import Cluster, slow_script
 from tests.scale.sse import SseClient, Transcript
 
-
 RETENTION = 1.0
 SCRIPT = slow_script(16, 0.04)
 EVENTS = SCRIPT.pieces + 2  # response.created, the deltas, output_text.completed

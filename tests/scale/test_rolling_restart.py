@@ -17,7 +17,6 @@ import pytest
 from tests.scale.rig import Cluster, slow_script
 from tests.scale.sse import SseClient, Transcript, all_of, converse
 
-
 SCRIPT = slow_script(10, 0.15)  # 1.5 s per turn
 CLIENTS = 100
 

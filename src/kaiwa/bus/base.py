@@ -150,6 +150,11 @@ class EventLog(Protocol):
         """
         ...
 
+    async def abandon(self, response_id: str) -> None:
+        """Drop a log created here that nothing was appended to: its response could not start
+        (the turn was refused after the log was opened). A no-op for any other log."""
+        ...
+
     async def close(self) -> None:
         """Release resources; waiting readers wake and get None. Logs held in memory are lost."""
         ...

@@ -169,6 +169,11 @@ class MemoryEventLog:
         log = self._logs.get(response_id)
         return None if log is None else list(log.frames)
 
+    async def abandon(self, response_id: str) -> None:
+        log = self._logs.get(response_id)
+        if log is not None and not log.frames and not log.finished:
+            self._evict(response_id)
+
     def discard(self, response_id: str) -> bool:
         """Drop a log now, whatever its state; its waiting readers wake and get None.
 

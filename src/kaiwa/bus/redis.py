@@ -251,6 +251,19 @@ class RedisEventLog:
             raise BusUnavailable(f"Redis is unavailable: {exc}") from exc
         return None
 
+    async def abandon(self, response_id: str) -> None:
+        produced = self._produced.get(response_id)
+        if produced is None or produced.durable or produced.pending or produced.finishing:
+            return
+        del self._produced[response_id]
+        self._dirty.pop(response_id, None)
+        self._local.discard(response_id)
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                await self._redis.delete(*produced.keys)
+        except _UNAVAILABLE as exc:
+            logger.warning("could not drop the empty log of %s (it expires): %s", response_id, exc)
+
     async def flush(self) -> None:
         """Wait until everything appended so far is in Redis, and readable everywhere."""
         while self._dirty or self._flushing:

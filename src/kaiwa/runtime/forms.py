@@ -8,7 +8,6 @@ same turn. That response begins with the form step's end, whose data are the val
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +74,7 @@ async def store_submission(
     session: AsyncSession,
     submission: FormSubmission,
     *,
+    response_id: str,
     owner: str,
     resume_token: Callable[[str, int], str],
     check_tools: Callable[[list[dict[str, Any]]], None] = lambda tools: None,
@@ -136,7 +136,7 @@ async def store_submission(
         session,
         opened,
         Question.of(user_message),
-        response_id=str(uuid.uuid4()),
+        response_id=response_id,
         earlier=earlier,
         attachments=tuple(file.uuid for file in attached),
         include_tool_tags=submission.include_tool_tags,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,17 +116,22 @@ class Runtime:
         anything is stored. With `if_busy="interrupt"` a running response is cancelled first.
         """
         self._check_open()
+        response_id = await self._open_log()
         try:
-            turn, created = await self._store(request)
-        except ChatBusy as busy:
-            if request.if_busy != "interrupt":
-                raise ApiError(ErrorCode.CONFLICT, str(busy)) from None
-            # Try again even when it was not stopped here: it may have ended meanwhile.
-            await self._interrupt(busy.response_id)
             try:
-                turn, created = await self._store(request)
-            except ChatBusy as again:
-                raise ApiError(ErrorCode.CONFLICT, str(again)) from None
+                turn, created = await self._store(request, response_id)
+            except ChatBusy as busy:
+                if request.if_busy != "interrupt":
+                    raise ApiError(ErrorCode.CONFLICT, str(busy)) from None
+                # Try again even when it was not stopped: it may have ended meanwhile.
+                await self._interrupt(busy.response_id)
+                try:
+                    turn, created = await self._store(request, response_id)
+                except ChatBusy as again:
+                    raise ApiError(ErrorCode.CONFLICT, str(again)) from None
+        except BaseException:
+            await self._log.abandon(response_id)
+            raise
         return await self._launch(turn, created)
 
     async def submit_form(self, submission: FormSubmission) -> StartedResponse:
@@ -135,17 +141,23 @@ class Runtime:
         submitted already or a response runs on the chat.
         """
         self._check_open()
+        response_id = await self._open_log()
         try:
             async with transaction(self._sessions) as session:
                 turn, created = await store_submission(
                     session,
                     submission,
+                    response_id=response_id,
                     owner=self._owner,
                     resume_token=self._signer.sign,
                     check_tools=self._check_tools,
                 )
         except ChatBusy as busy:
+            await self._log.abandon(response_id)
             raise ApiError(ErrorCode.CONFLICT, str(busy)) from None
+        except BaseException:
+            await self._log.abandon(response_id)
+            raise
         return await self._launch(turn, created)
 
     @property
@@ -159,9 +171,15 @@ class Runtime:
                 ErrorCode.SERVER_ERROR, "The server is shutting down; retry shortly", status=503
             )
 
+    async def _open_log(self) -> str:
+        """A new response's id, its log opened first: when it cannot be (Redis is down, a
+        `BusUnavailable`: 503), nothing of the turn is stored."""
+        response_id = str(uuid.uuid4())
+        await self._log.create(response_id)
+        return response_id
+
     async def _launch(self, turn: Turn, created: ResponseCreated) -> StartedResponse:
         turn.started_at = asyncio.get_running_loop().time()
-        await self._log.create(turn.response_id)
         emitter = Emitter(self._log, turn.response_id, turn.chat_id)
         await emitter.emit(created)
         task = asyncio.create_task(
@@ -171,11 +189,12 @@ class Runtime:
         task.add_done_callback(lambda _: self._running.pop(turn.response_id, None))
         return StartedResponse(response_id=turn.response_id, chat_id=turn.chat_id)
 
-    async def _store(self, request: TurnRequest) -> tuple[Turn, ResponseCreated]:
+    async def _store(self, request: TurnRequest, response_id: str) -> tuple[Turn, ResponseCreated]:
         async with transaction(self._sessions) as session:
             return await store_turn(
                 session,
                 request,
+                response_id=response_id,
                 owner=self._owner,
                 resume_token=self._signer.sign,
                 check_tools=self._check_tools,

@@ -107,13 +107,14 @@ async def store_turn(
     session: AsyncSession,
     request: TurnRequest,
     *,
+    response_id: str,
     owner: str,
     resume_token: Callable[[str, int], str],
     check_tools: Callable[[list[dict[str, Any]]], None] = lambda tools: None,
 ) -> tuple[Turn, ResponseCreated]:
     """Check the request against the chat and its agent, store the turn, build its first event.
 
-    `owner` is the replica that will produce the answer;
+    `response_id` names the new response; `owner` is the replica that will produce the answer;
     `resume_token(response_id, chat_id) -> str` signs the token carried by `response.created`;
     `check_tools(unified_tools)` raises `ApiError` when the agent's tools cannot run here.
     Raises `ApiError` or `ChatBusy` with nothing stored.
@@ -132,7 +133,6 @@ async def store_turn(
         session, request.workspace_id, request.attached_file_uuids
     )
     await expire_forms(session, chat.id)
-    response_id = str(uuid.uuid4())
     if request.regenerate:
         # Found by its own query: its answers, however many, never push it out of the history.
         last = await messages.last_user_message(session, chat.id)
