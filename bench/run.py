@@ -151,11 +151,11 @@ def main() -> None:
     started = time.monotonic()
     load_before = os.getloadavg()
     with ExitStack() as stack:
-        model_url, model_pid = stack.enter_context(_process("fake_model.py", log=args.out))
+        model_url, model_pid = stack.enter_context(bench_server("fake_model.py", log=args.out))
         floor_url, floor_pid = stack.enter_context(
-            _process("floor.py", "--model-url", model_url, log=args.out)
+            bench_server("floor.py", "--model-url", model_url, log=args.out)
         )
-        kaiwa = stack.enter_context(_kaiwa(model_url, str(args.out / "kaiwa.log")))
+        kaiwa = stack.enter_context(embedded_kaiwa(model_url, str(args.out / "kaiwa.log")))
         bench = Bench(floor_url, floor_pid, kaiwa, model_url, model_pid)
         report = asyncio.run(bench.run_all(plan))
     report |= {
@@ -527,7 +527,7 @@ def markdown(report: dict[str, Any]) -> str:
     for t in report["targets"]:
         verdict = "PASS" if t["pass"] else "**FAIL**"
         lines.append(
-            f"| {t['target']} | {_num(t['kaiwa'])} | {_num(t['floor'])} | {t['bound']} "
+            f"| {t['target']} | {number(t['kaiwa'])} | {number(t['floor'])} | {t['bound']} "
             f"| {verdict} |"
         )
     cap = report["capacity"]
@@ -548,7 +548,7 @@ def markdown(report: dict[str, Any]) -> str:
                 # Held streams wait for each other before their first token.
                 continue
             ratio = f"{k / f:.2f}" if isinstance(k, int | float) and f else ""
-            lines.append(f"| {name} | {label} | {_num(k)} | {_num(f)} | {ratio} |")
+            lines.append(f"| {name} | {label} | {number(k)} | {number(f)} | {ratio} |")
     idle = report["idle"]
     for label, key in (
         ("open streams", "opened"),
@@ -557,19 +557,19 @@ def markdown(report: dict[str, Any]) -> str:
     ):
         k, f = idle["kaiwa"][key], idle["floor"][key]
         ratio = f"{k / f:.2f}" if f else ""
-        lines.append(f"| idle streams | {label} | {_num(k)} | {_num(f)} | {ratio} |")
+        lines.append(f"| idle streams | {label} | {number(k)} | {number(f)} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 
 def _capacity(result: dict[str, Any]) -> str:
     tried = ", ".join(
-        f"{n} {'ok' if r['pass'] else 'no'} ({_num(r['plateau_added_ms_p99'])} ms)"
+        f"{n} {'ok' if r['pass'] else 'no'} ({number(r['plateau_added_ms_p99'])} ms)"
         for n, r in result["tried"].items()
     )
     return f"**{result['streams']}** (tried {tried})"
 
 
-def _num(value: object) -> str:
+def number(value: object) -> str:
     if isinstance(value, float):
         return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
     if isinstance(value, int):
@@ -652,10 +652,10 @@ def spawned(
 
 
 @contextmanager
-def _process(script: str, *extra: str, log: Path | None = None) -> Iterator[tuple[str, int]]:
+def bench_server(script: str, *extra: str, log: Path | None = None) -> Iterator[tuple[str, int]]:
     """One of the bench's own servers on a free loopback port: (base URL, pid). Its output
     goes to `<log>/<script>.log` (a dropped stream makes the floor print tracebacks)."""
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, str(HERE / script), "--port", str(port), *extra]
     log_path = log / f"{Path(script).stem}.log" if log else None
     with spawned(argv, log_path=log_path) as proc:
@@ -673,7 +673,7 @@ def kaiwa_config(model_url: str) -> str:
 
 
 @contextmanager
-def _kaiwa(model_url: str, log_path: str) -> Iterator[Kaiwa]:
+def embedded_kaiwa(model_url: str, log_path: str) -> Iterator[Kaiwa]:
     with tempfile.TemporaryDirectory() as config_dir:
         config = Path(config_dir) / "kaiwa.toml"
         config.write_text(kaiwa_config(model_url))
@@ -702,7 +702,7 @@ async def _republish(kaiwa: Kaiwa, agent_id: str, llm_model: str) -> None:
         (await client.post(f"/api/v1/agents/{agent_id}/publish")).raise_for_status()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     """Holds the SQLite database and uploaded files."""
     database_url: str | None = None
     """Overrides the SQLite file, e.g. `postgresql+asyncpg://user@host/db`."""
+    database_pool_size: int = Field(10, ge=1)
+    """PostgreSQL: connections each server process keeps open."""
+    database_max_overflow: int = Field(20, ge=0)
+    """PostgreSQL: connections a process may open beyond the pool under load (closed again
+    after). Every replica may hold pool + overflow + 1 connections: keep the sum over all
+    replicas below the server's `max_connections`."""
     redis_url: str | None = None
     """`redis://host:6379/0`: many replicas share their event logs, signals and rate limits
     through it. Without it kaiwa is one process, and refuses to start beside another one on

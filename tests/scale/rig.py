@@ -61,6 +61,10 @@ REPLICA_ENV = {
     "KAIWA_CHECKPOINT_INTERVAL": "0.2",
     "KAIWA_PING_INTERVAL": "0.5",
     "KAIWA_SHUTDOWN_GRACE": "10",
+    # Three replicas and the suites' own connections stay well under PostgreSQL's default
+    # max_connections (100).
+    "KAIWA_DATABASE_POOL_SIZE": "5",
+    "KAIWA_DATABASE_MAX_OVERFLOW": "15",
     # Two of HAProxy's health checks (LB_CHECK_INTERVAL) and a margin: out of rotation first.
     "KAIWA_SHUTDOWN_DELAY": "1.5",
     "KAIWA_EMBEDDINGS__PROVIDER": "none",

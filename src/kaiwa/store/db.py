@@ -63,13 +63,18 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def create_engine(url: str, *, offload: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, offload: bool = False, pool_size: int = 10, max_overflow: int = 20
+) -> AsyncEngine:
     """The engine for `url`. On SQLite, statements run on the event loop's thread (they are
     short: see `kaiwa.store.inline_sqlite`) unless `offload`, for queries that may run long
-    (knowledge search, indexing), which then run on aiosqlite's worker threads."""
+    (knowledge search, indexing), which then run on aiosqlite's worker threads. `pool_size`
+    and `max_overflow` size the pool of other databases."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, offload=offload)
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_async_engine(
+        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
+    )
 
 
 def offloaded(engine: AsyncEngine) -> AsyncEngine:
