@@ -64,3 +64,33 @@ def test_sigterm_ends_an_open_stream_with_done_and_exits(kaiwa_launcher: Any) ->
             # A second signal, SIGINT, makes uvicorn skip the graceful wait.
             server.process.send_signal(signal.SIGINT)
         server.stop()
+
+
+def test_during_the_shutdown_delay_only_readiness_changes(kaiwa_launcher: Any) -> None:
+    """Behind a load balancer: after SIGTERM, `/readyz` fails at once so the balancer moves away,
+    while everything else is served as before until the delay ends and the port closes."""
+    delay = 2.0
+    server = kaiwa_launcher.start("lame duck", env={"KAIWA_SHUTDOWN_DELAY": str(delay)})
+    try:
+        chat = server.create_chat("delay")
+        assert server.client.get("/readyz").status_code == 200
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+
+        ready = server.client.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["error_code"] == 10005
+        assert server.client.get("/healthz").status_code == 200
+        answer = server.stream(chat["id"], "まだ答えられますか?")
+        assert answer.status == 200
+        assert answer.done
+        assert answer.types[-1] == "response.output_text.completed"
+        assert time.monotonic() - signalled < delay, "the delay ended before the checks"
+
+        assert server.process.wait(timeout=delay + 10) == 0
+        assert time.monotonic() - signalled >= delay
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.process.send_signal(signal.SIGINT)
+        server.stop()
