@@ -8,10 +8,7 @@ failure): `fake_model.py`; as the baseline, one `kaiwa serve` in the embedded de
 no Redis, no load balancer), stopped before the rest starts; then a `redis-server` of its own
 (no persistence), a fresh PostgreSQL database (dropped at the end), two `kaiwa serve` replicas
 sharing them, and two HAProxy processes configured by their environment: one in front of
-replica 1 alone, one in front of both. They run `deploy/haproxy.cfg`, or, when it lacks
-`option http-no-delay`, a copy that adds it (without it HAProxy sends with MSG_MORE and Linux
-holds each stream's small frames up to 200 ms); a third runs the file as shipped, in front of
-replica 1, for one run that shows the difference. It measures:
+replica 1 alone, one in front of both, running `deploy/haproxy.cfg` unedited. It measures:
 
 1. capacity: the most streams at 20 tokens/s all open at once with the plateau's p99 added
    latency ≤ 100 ms and no error (`run.py`'s held runs and search), for the embedded server,
@@ -38,7 +35,6 @@ import itertools
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import statistics
@@ -171,21 +167,16 @@ def main() -> None:
             )
             report["capacity"] = {"embedded": asyncio.run(bench.capacity(deployment))}
         cluster = stack.enter_context(_cluster(model_url, args.postgres, logs))
-        config, unedited = _haproxy_config(logs)
         balancers = {
             f"{n} replica{'s' if n > 1 else ''}": stack.enter_context(
-                _haproxy(cluster.replicas[:n], config, logs / f"haproxy{n}.log")
+                _haproxy(cluster.replicas[:n], HAPROXY_CONFIG, logs / f"haproxy{n}.log")
             )
             for n in (1, 2)
         }
-        shipped = None
-        if not unedited:
-            log = logs / "haproxy-shipped.log"
-            shipped = stack.enter_context(_haproxy(cluster.replicas[:1], HAPROXY_CONFIG, log))
-        more = asyncio.run(bench.cluster(cluster, balancers, shipped))
+        more = asyncio.run(bench.cluster(cluster, balancers))
         report["capacity"] |= more.pop("capacity")
         report |= more
-        report["haproxy_config"] = str(config.relative_to(REPO) if unedited else config)
+        report["haproxy_config"] = str(HAPROXY_CONFIG.relative_to(REPO))
     report |= {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
@@ -212,11 +203,8 @@ class Bench:
         self.started = started
         self.tags = itertools.count(1)
 
-    async def cluster(
-        self, cluster: Cluster, balancers: dict[str, Server], shipped: Server | None
-    ) -> dict[str, Any]:
-        """`balancers`: HAProxy in front of 1 replica, of 2; `shipped`: deploy/haproxy.cfg
-        unedited in front of replica 1, when the balancers run an amended copy."""
+    async def cluster(self, cluster: Cluster, balancers: dict[str, Server]) -> dict[str, Any]:
+        """`balancers`: HAProxy in front of 1 replica, of 2."""
         replicas = {f"replica {i}": r.pid for i, r in enumerate(cluster.replicas, start=1)}
         shared = {**replicas, "redis": cluster.redis_pid, "model": self.model_pid}
         report: dict[str, Any] = {"capacity": {}}
@@ -226,11 +214,6 @@ class Bench:
             processes = {**shared, "haproxy": balancer.pid}
             return Deployment(name, kaiwa, processes, database=cluster.database)
 
-        if shipped is not None:
-            as_shipped = deployment("as shipped", shipped)
-            targets = await self.warm(as_shipped)
-            scenario = replace(run.concurrent(30, self.plan.capacity_tokens), name="30 streams")
-            report["haproxy_as_shipped"] = await self.held(as_shipped, targets, scenario)
         for name, balancer in balancers.items():
             report["capacity"][name] = await self.capacity(deployment(name, balancer))
         report["stop"] = await stops(cluster, self.plan.stops)
@@ -558,7 +541,7 @@ def _cluster(model_url: str, admin_dsn: str, logs: Path) -> Iterator[Cluster]:
     `kaiwa init` first); all stopped, the database dropped, on exit."""
     with ExitStack() as stack:
         database_url, database = stack.enter_context(_postgres_database(admin_dsn))
-        redis_url, redis_pid = stack.enter_context(_redis_server(logs))
+        redis_url, redis_pid = stack.enter_context(redis_server(logs))
         cluster = Cluster(database_url, database, redis_url, redis_pid)
         config = logs / "kaiwa.toml"
         config.write_text(run.kaiwa_config(model_url))
@@ -611,7 +594,8 @@ async def _admin(dsn: str, statement: str) -> None:
 
 
 @contextmanager
-def _redis_server(logs: Path) -> Iterator[tuple[str, int]]:
+def redis_server(logs: Path) -> Iterator[tuple[str, int]]:
+    """A `redis-server` without persistence on a free loopback port: (URL, pid)."""
     port = run.free_port()
     argv = [shutil.which("redis-server") or "redis-server", "--port", str(port)]
     argv += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(logs)]
@@ -663,20 +647,6 @@ def _haproxy(replicas: list[Server], config: Path, log: Path) -> Iterator[Server
         yield Server(f"http://127.0.0.1:{port}", proc.pid)
 
 
-def _haproxy_config(logs: Path) -> tuple[Path, bool]:
-    """The configuration the capacity runs use, and whether it is `deploy/haproxy.cfg` itself:
-    without `option http-no-delay` there, HAProxy sends with MSG_MORE and Linux holds a
-    stream's small frames for up to 200 ms, so the runs use a copy that adds the option."""
-    text = HAPROXY_CONFIG.read_text()
-    if re.search(r"^\s*option\s+http-no-delay\b", text, flags=re.MULTILINE):
-        return HAPROXY_CONFIG, True
-    added = "defaults\n    # Added by bench/replicas.py: forward each frame at once.\n"
-    added += "    option http-no-delay"
-    copy = logs / "haproxy.cfg"
-    copy.write_text(re.sub(r"^defaults$", added, text, count=1, flags=re.MULTILINE))
-    return copy, False
-
-
 def _answers(check: Callable[[], object]) -> bool:
     try:
         return bool(check())
@@ -705,16 +675,6 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 
     def add(label: str, value: float | None, bound: str, ok: bool) -> None:
         rows.append({"target": label, "value": value, "bound": bound, "pass": ok})
-
-    shipped = report.get("haproxy_as_shipped")
-    if shipped is not None:
-        add(
-            f"deploy/haproxy.cfg as shipped, 1 replica: plateau p99 at {shipped['streams']} "
-            "streams, 20 tok/s (ms)",
-            shipped["plateau_added_ms_p99"],
-            f"≤ {run.CAPACITY_P99_MS:g}",
-            run.capacity_ok(shipped),
-        )
 
     for key, label in (("reply", "the other replica's reply"), ("ended", "cancelled on A")):
         p99 = stop[f"{key}_ms_p99"]
@@ -810,14 +770,6 @@ def markdown(report: dict[str, Any]) -> str:
             for n, r in result["tried"].items()
         )
         lines.append(f"- {name}: tried {tried}")
-    shipped = report.get("haproxy_as_shipped")
-    if shipped is not None:
-        lines.append(
-            f"- 1 replica behind `deploy/haproxy.cfg` as shipped, {shipped['streams']} streams: "
-            f"plateau p50 {_num(shipped['plateau_added_ms_p50'])} / p99 "
-            f"{_num(shipped['plateau_added_ms_p99'])} ms, response.created p50 "
-            f"{_num(shipped['created_ms_p50'])} ms"
-        )
     return "\n".join(lines) + "\n"
 
 

@@ -673,11 +673,15 @@ def kaiwa_config(model_url: str) -> str:
 
 
 @contextmanager
-def embedded_kaiwa(model_url: str, log_path: str) -> Iterator[Kaiwa]:
+def embedded_kaiwa(
+    model_url: str, log_path: str, env: dict[str, str] | None = None
+) -> Iterator[Kaiwa]:
+    """A `kaiwa serve` on a fresh SQLite data directory; `env` adds to its environment (e.g.
+    `KAIWA_REDIS_URL`)."""
     with tempfile.TemporaryDirectory() as config_dir:
         config = Path(config_dir) / "kaiwa.toml"
         config.write_text(kaiwa_config(model_url))
-        env = {"KAIWA_CONFIG": str(config), "KAIWA_SHUTDOWN_GRACE": "2"}
+        env = {"KAIWA_CONFIG": str(config), "KAIWA_SHUTDOWN_GRACE": "2", **(env or {})}
         with running_kaiwa(env=env, log_path=log_path) as k:
             yield k
 

@@ -75,7 +75,8 @@ async def open_bus(
             max_age=max_age,
             max_bytes=max_bytes,
             # Frames wait up to 2 ms longer, so that a flush carries many of them: under load
-            # the log costs ~1.25x the in-process one instead of ~2.6x (bench/redis_log.py).
+            # the log alone costs ~1.6-1.8x the in-process one instead of ~2.7-3x
+            # (bench/redis_log.py); a whole server, 0.93-1.06x (bench/redis_cost.py).
             linger=0.002,
         ),
         replicas=RedisReplicas(redis, replica_id, ttl=heartbeat_ttl),
