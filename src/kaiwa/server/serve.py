@@ -43,6 +43,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from kaiwa.config import Settings
+from kaiwa.server import access_log
 from kaiwa.server.app import create_app
 
 T = TypeVar("T")
@@ -118,7 +119,7 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = No
 
 
 def _config(settings: Settings, app: FastAPI | str) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -127,6 +128,8 @@ def _config(settings: Settings, app: FastAPI | str) -> uvicorn.Config:
         # the few seconds more are for the last frames to reach the clients.
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
     )
+    access_log.install()  # after the config, which sets uvicorn's loggers up
+    return config
 
 
 async def serve_workers(settings: Settings) -> int:
