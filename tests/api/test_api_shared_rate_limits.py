@@ -8,54 +8,14 @@ by its pid at the end.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from api_support import Api, error, parse_stream
+from tests.redis_server import RedisServer
 
 MakeApi = Callable[..., Awaitable[Api]]
-HOST = "127.0.0.1"
-
-
-class RedisServer:
-    def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind((HOST, 0))
-            self.port = int(sock.getsockname()[1])
-        self.url = f"redis://{HOST}:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is needed for these tests", pytrace=False)
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5) as probe:
-                    probe.sendall(b"PING\r\n")
-                    if probe.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    pytest.fail("redis-server did not start", pytrace=False)
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture

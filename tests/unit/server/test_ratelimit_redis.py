@@ -7,9 +7,6 @@ by its pid at the end.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
+from tests.redis_server import RedisServer, free_port
 
 from kaiwa.config import Settings
 from kaiwa.protocol import ApiError, ErrorCode
@@ -28,39 +26,14 @@ from kaiwa.server.ratelimit_redis import RedisRateLimiter
 HOST = "127.0.0.1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is needed for these tests", pytrace=False)
-    port = _free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = RedisServer()
+    server.start()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection((HOST, port), timeout=0.5) as probe:
-                    probe.sendall(b"PING\r\n")
-                    if probe.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("redis-server did not start", pytrace=False)
-                time.sleep(0.05)
-        yield f"redis://{HOST}:{port}/0"
+        yield server.url
     finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
+        server.stop()
 
 
 @pytest.fixture
@@ -208,7 +181,7 @@ async def test_the_slots_of_a_replica_that_died_lapse_with_their_lease(
 
 
 async def test_zero_turns_each_limit_off_without_asking_redis() -> None:
-    unreachable = Redis.from_url(f"redis://{HOST}:{_free_port()}/0")
+    unreachable = Redis.from_url(f"redis://{HOST}:{free_port()}/0")
     limiter = RedisRateLimiter(unreachable, per_minute=0, concurrent=0)
     for _ in range(100):
         await limiter.check_request("k")
@@ -218,7 +191,7 @@ async def test_zero_turns_each_limit_off_without_asking_redis() -> None:
 
 
 async def test_an_unreachable_redis_refuses_with_503() -> None:
-    unreachable = Redis.from_url(f"redis://{HOST}:{_free_port()}/0")
+    unreachable = Redis.from_url(f"redis://{HOST}:{free_port()}/0")
     limiter = RedisRateLimiter(unreachable, per_minute=10, concurrent=1, timeout=1.0)
     started = time.monotonic()
     for call in (limiter.check_request, limiter.acquire_stream):
