@@ -2,7 +2,9 @@
 
 `chat` is a client of a running server (`kaiwa.chat`). Management commands work on the
 database directly, with the same settings as the server
-(`KAIWA_*` environment variables over `kaiwa.toml`).
+(`KAIWA_*` environment variables over `kaiwa.toml`). Each says on stderr which database it opens,
+and only `serve` and `init` create one: run elsewhere, with the default relative data directory,
+`keys create` would otherwise make a new database and print a key the server never sees.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from importlib.util import find_spec
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -59,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "init", help="ensure a workspace and a demo agent exist, and create a management key"
     )
     init.add_argument("--json", action="store_true", help="print one JSON line for scripts")
-    init.set_defaults(run=_sync(_init))
+    init.set_defaults(run=_sync(_init, create=True))
 
     keys = _group(commands.add_parser("keys", help="manage API keys"))
     create = keys.add_parser("create", help="create a key (shown once)")
@@ -152,26 +155,48 @@ def _settings(**overrides: Any) -> Settings:
 Command = Callable[[argparse.Namespace, "AsyncSession"], Awaitable[int]]
 
 
-def _sync(command: Command) -> Callable[[argparse.Namespace], int]:
-    """Run `command` in one transaction against a migrated database."""
+def _sync(command: Command, *, create: bool = False) -> Callable[[argparse.Namespace], int]:
+    """Run `command` in one transaction against a migrated database; unless `create`, one that
+    kaiwa has already set up."""
 
     def run(args: argparse.Namespace) -> int:
-        return asyncio.run(_in_transaction(command, args))
+        return asyncio.run(_in_transaction(command, args, create=create))
 
     return run
 
 
-async def _in_transaction(command: Command, args: argparse.Namespace) -> int:
+async def _in_transaction(command: Command, args: argparse.Namespace, *, create: bool) -> int:
     settings = _settings()
     from kaiwa.store.db import create_engine, migrate, session_factory, transaction
+    from kaiwa.store.location import describe, has_schema, sqlite_file
 
-    engine = create_engine(settings.resolved_database_url)
+    url = settings.resolved_database_url
+    print(f"kaiwa: database {describe(url)}", file=sys.stderr, flush=True)
+    file = sqlite_file(url)
+    if not create and file is not None and not file.exists():
+        return _no_database(settings, f"no kaiwa database at {file}")
+    engine = create_engine(url)  # on SQLite, this creates the file's folder
     try:
+        if not create and not await has_schema(engine):
+            return _no_database(settings, "that database has no kaiwa tables")
         await migrate(engine)
         async with transaction(session_factory(engine)) as session:
             return await command(args, session)
     finally:
         await engine.dispose()
+
+
+def _no_database(settings: Settings, problem: str) -> int:
+    where = ""
+    if not settings.database_url and not settings.data_dir.is_absolute():
+        where = f" (KAIWA_DATA_DIR {settings.data_dir} is relative to this folder, {Path.cwd()})"
+    print(
+        f"kaiwa: {problem}{where}.\n"
+        "Run the command where the server runs, or set KAIWA_DATA_DIR or KAIWA_DATABASE_URL to "
+        "the server's database; `kaiwa init` creates a new one.",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -234,7 +259,11 @@ async def _serve_held(args: argparse.Namespace, settings: Settings) -> int:
     """Hold the database (`kaiwa.store.guard`), bootstrap, serve; all in one event loop."""
     from kaiwa.server.serve import serve, serve_workers
     from kaiwa.store.guard import DatabaseInUse, hold
+    from kaiwa.store.location import describe
 
+    print(
+        f"kaiwa: database {describe(settings.resolved_database_url)}", file=sys.stderr, flush=True
+    )
     try:
         held = await hold(settings.resolved_database_url, shared=bool(settings.redis_url))
     except DatabaseInUse as exc:

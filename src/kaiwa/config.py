@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     """Seconds between stores of a running answer's text (what survives a crash)."""
     resume_token_ttl: float = Field(86400.0, gt=0)
     """Seconds a `resume_token` is accepted; the events it reads must also still be kept."""
+    idempotency_ttl: float = Field(86400.0, gt=0)
+    """Seconds an `Idempotency-Key` stays bound to the request that first used it."""
     shutdown_delay: float | None = Field(None, ge=0)
     """On SIGTERM, seconds the server goes on as usual while `/readyz` answers 503, before it
     closes its port and drains: a load balancer's health checks take it out of rotation first,
@@ -161,6 +163,13 @@ class Settings(BaseSettings):
     max_attachments: int = 10
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
     """Bytes of one uploaded file (chat attachments and knowledge-base documents)."""
+    max_extracted_bytes: int = Field(100 * 1024 * 1024, gt=0)
+    """Bytes one uploaded document may unpack to (a Word file's members, a PDF's streams), and
+    characters of text it may yield; past it, an upload is refused with 400/10006 and a
+    knowledge-base document fails."""
+    max_compression_ratio: float = Field(100.0, ge=1)
+    """How many times its own size a document may unpack to, whatever `max_extracted_bytes`
+    allows (ordinary files unpack to 2-20 times, decompression bombs to about 1000)."""
 
     max_tool_rounds: int = Field(8, ge=1)
     """Model ⇄ tool rounds in one answer; after the last the model must answer without tools."""
@@ -171,7 +180,8 @@ class Settings(BaseSettings):
     fetch_allow_private: str = ""
     """Comma-separated hosts or CIDRs that `fetch_web_content` and batch webhooks may reach
     although they are loopback, private or link-local (refused by default); a webhook to one of
-    them may also use plain `http`."""
+    them may also use plain `http`. An entry with a port (`127.0.0.1:8080`, `[::1]:8080`,
+    `wiki.internal:8443`, `10.0.0.0/8:443`) allows that port only; without, every port."""
     fetch_max_bytes: int = Field(5 * 1024 * 1024, gt=0)
     fetch_timeout: float = Field(15.0, gt=0)
     web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)

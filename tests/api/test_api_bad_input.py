@@ -1,4 +1,5 @@
-"""Bad input to send-message: the right 4xx, a message naming the problem, and nothing stored."""
+"""Bad input to send-message, and JSON nested too deep anywhere: the right 4xx, a message naming
+the problem, and nothing stored."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from typing import Any
 
 import pytest
 from api_support import Api, data, error
+from sqlalchemy import func, select
+
+from kaiwa.protocol.json_limits import MAX_JSON_DEPTH
+from kaiwa.store.models import Agent, UploadedFile
 
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
 UUIDS = [f"00000000-0000-4000-8000-{n:012d}" for n in range(11)]
@@ -173,3 +178,74 @@ async def test_wrong_content_type_is_400(api: Api, chat_id: int) -> None:
     )
     error(response, 400, 10006)
     await _assert_nothing_stored(api, chat_id, before)
+
+
+# --- JSON nested too deep ---------------------------------------------------------------------
+
+
+def nested(depth: int) -> Any:
+    """Objects `depth` levels deep: `nested(2) == {"k": {"k": 1}}`."""
+    value: Any = 1
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+async def _rows(api: Api, model: type[Agent] | type[UploadedFile]) -> int:
+    async with api.store() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 300])
+async def test_agent_meta_or_tool_nested_too_deep_is_400_naming_the_field(
+    api: Api, depth: int
+) -> None:
+    agent = f"/api/v1/agents/{api.demo_agent_id}"
+    kept = data(await api.get(agent))
+    before = await _rows(api, Agent)
+    lookup = {"type": "lookup", "extra": nested(depth)}
+    form = {"type": "request_form", "custom_form_schema": nested(depth)}
+    for method, path, body, field in [
+        ("POST", "/api/v1/agents", {"name": "deep", "meta": nested(depth)}, "meta"),
+        ("POST", "/api/v1/agents", {"name": "deep", "unified_tools": [lookup]}, "unified_tools"),
+        ("PATCH", agent, {"meta": {"model_settings": nested(depth)}}, "meta"),
+        ("PATCH", agent, {"unified_tools": [form]}, "unified_tools"),
+    ]:
+        message = error(await api.request(method, path, json=body), 400, 10006)
+        assert message == f"{field}: must nest objects and arrays at most 64 levels deep"
+    assert await _rows(api, Agent) == before
+    assert data(await api.get(agent)) == kept
+
+
+async def test_agent_meta_and_tools_nested_to_the_limit_are_kept(api: Api) -> None:
+    # The list of tools and a tool are two levels of `unified_tools`.
+    tools = [{"type": "lookup", "extra": nested(MAX_JSON_DEPTH - 2)}]
+    created = await api.create_agent(
+        publish=False, name="deep", meta=nested(MAX_JSON_DEPTH), unified_tools=tools
+    )
+    agent = data(await api.get(f"/api/v1/agents/{created['id']}"))
+    assert agent["meta"] == nested(MAX_JSON_DEPTH)
+    assert agent["unified_tools"] == tools
+
+
+async def test_form_values_nested_too_deep_are_400_naming_them(api: Api, chat_id: int) -> None:
+    before = await api.counts()
+    response = await api.post(
+        f"/api/v1/chats/{chat_id}/form-requests/{UNKNOWN_UUID}/submit",
+        json={"values": nested(MAX_JSON_DEPTH + 1)},
+    )
+    assert error(response, 400, 10006).startswith("values: must nest")
+    await _assert_nothing_stored(api, chat_id, before)
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5_000])
+async def test_upload_data_nested_too_deep_is_400_and_stores_no_file(api: Api, depth: int) -> None:
+    before = await _rows(api, UploadedFile)
+    options = '{"scope":' * depth + '"ephemeral"' + "}" * depth
+    response = await api.post(
+        "/api/v1/chats/upload-file",
+        files={"file": ("notes.txt", "メモ".encode(), "text/plain")},
+        data={"data": options},
+    )
+    assert error(response, 400, 10006).startswith("data: must be a JSON string")
+    assert await _rows(api, UploadedFile) == before

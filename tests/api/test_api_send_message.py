@@ -42,14 +42,15 @@ async def test_stream_headers_frames_and_event_order(api: Api) -> None:
     assert response.headers["x-accel-buffering"] == "no"
     assert "content-encoding" not in response.headers
     body = response.content
-    assert body.startswith(b": ping\n\n")
+    assert body.startswith(b": ping\nid: 1\n")
     stream = parse_stream(body)
 
-    # Every block of the body is a ping, a full id/event/data frame, or the final [DONE].
+    # Every block of the body is a full id/event/data frame or the final [DONE], each perhaps
+    # after keep-alive lines: a blank line never follows a ping.
     blocks = body.split(b"\n\n")
     assert blocks[-1] == b""
-    assert blocks[-2] + b"\n\n" == DONE
-    frames = [block for block in blocks[:-2] if block != b": ping"]
+    assert blocks[-2].removeprefix(b": ping\n") + b"\n\n" == DONE
+    frames = [block.replace(b": ping\n", b"") for block in blocks[:-2]]
     assert len(frames) == len(stream.events)
     for number, (frame, event) in enumerate(zip(frames, stream.events, strict=True), 1):
         lines = frame.decode().split("\n")
@@ -118,8 +119,9 @@ async def test_pings_keep_a_silent_stream_alive(make_api: Callable[..., Awaitabl
     agent_id = await api.scripted_agent([{"text": "a"}, {"delay": 0.4}, {"text": "b"}])
     chat = await api.create_chat(agent_id)
     stream = await api.stream(chat["id"], "hi", agent_id=agent_id)
-    assert stream.raw.startswith(b": ping\n\n")
-    assert stream.raw.count(b": ping\n\n") >= 4
+    assert stream.raw.startswith(b": ping\n")
+    assert stream.raw.count(b": ping\n") >= 4
+    assert b": ping\n\n" not in stream.raw
     assert stream.completed.final_text == "ab"
 
 

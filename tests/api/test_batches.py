@@ -536,6 +536,29 @@ async def test_the_webhook_is_delivered_signed_once_the_batch_ends(make_api: Mak
     assert abs((datetime.now(UTC) - sent_at).total_seconds()) < 30
 
 
+async def test_credentials_in_the_webhook_url_are_never_shown_back(make_api: MakeApi) -> None:
+    api = await fast_api(make_api)
+    agent = await api.scripted_agent(ANSWER)
+    with WebhookReceiver() as receiver:
+        base = receiver.url.removeprefix("http://")
+        url = f"http://hook-user:p4ss@{base}?token=t0k3n&v=2"
+        shown = f"http://***@{base}?token=***&v=***"
+        created = await create(api, agent, items("a"), webhook={"url": url})
+        done = await until(api, created["id"], lambda b: b["webhook_delivered_at"] is not None)
+        [received] = receiver.received
+        listed = data(await api.get("/api/v1/batches"))
+        by_chat_key = data(await api.get(f"/api/v1/batches/{created['id']}", key=api.chat_key))
+
+    for batch in (created, done, by_chat_key, *listed):
+        assert batch["webhook"]["url"] == shown
+    # The receiver got the whole URL (its credentials as Basic auth); its body shows the masked one.
+    assert received.headers["authorization"] == "Basic aG9vay11c2VyOnA0c3M="
+    assert json.loads(received.body)["batch"]["webhook"]["url"] == shown
+    for secret in ("p4ss", "t0k3n", "hook-user"):
+        assert secret not in json.dumps([created, done, by_chat_key, listed])
+        assert secret not in received.body.decode()
+
+
 async def test_a_failing_receiver_is_retried_then_the_failure_is_recorded(
     make_api: MakeApi,
 ) -> None:

@@ -285,10 +285,11 @@ class Streamed:
         assert text.endswith("\n\n"), text[-200:]
         for block in text[:-2].split("\n\n"):
             assert not done, f"a frame after [DONE]: {block!r}"
+            # Keep-alives are comment lines before a frame's fields: a blank line ends only frames.
             lines = block.split("\n")
-            if lines == [": ping"]:
+            while lines and lines[0] == ": ping":
                 pings += 1
-                continue
+                lines.pop(0)
             if lines == ["data: [DONE]"]:
                 done = True
                 continue

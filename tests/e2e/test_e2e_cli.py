@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.e2e.conftest import fresh_postgres_database
 
 INIT_KEYS = {"workspace_id", "api_key", "agent_id"}
 
@@ -228,3 +229,87 @@ def test_serve_with_a_bad_setting_exits_with_a_message_not_a_traceback(kaiwa_lau
     assert "providers.local.type" in result.stderr
     assert str(broken.root / "kaiwa.toml") in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- which database ----------------------------------------------------------------------------
+
+
+def _kaiwa(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kaiwa ARGS` in `cwd` with exactly `env`; never fails by itself."""
+    return subprocess.run(
+        [*_kaiwa_script(), *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _elsewhere(server: Any) -> dict[str, str]:
+    """The server's settings less its data directory: what a shell in another folder has."""
+    return {name: value for name, value in server.env.items() if name != "KAIWA_DATA_DIR"}
+
+
+def test_commands_and_serve_say_which_database_they_open(server: Any) -> None:
+    database = server.root / "data" / "kaiwa.db"
+    said = f"kaiwa: database {database.resolve()} (SQLite)"
+    for args in (("keys", "list"), ("agents", "list", "--json"), ("whitelist", "list")):
+        result = server.cli(*args)
+        assert said in result.stderr.splitlines(), result.stderr
+        assert said not in result.stdout
+    assert said in server.log_text()
+
+
+def test_a_command_run_elsewhere_refuses_to_create_a_database(server: Any, tmp_path: Path) -> None:
+    env = _elsewhere(server)
+    for args in (("keys", "create", "--json"), ("keys", "list"), ("whitelist", "on")):
+        result = _kaiwa(env, tmp_path, *args)
+        assert result.returncode == 1, result
+        assert result.stdout == ""  # no key the server would refuse
+        missing = tmp_path.resolve() / "kaiwa-data" / "kaiwa.db"
+        assert f"kaiwa: database {missing} (SQLite)" in result.stderr
+        assert f"no kaiwa database at {missing}" in result.stderr
+        assert "relative to this folder" in result.stderr
+        for hint in ("KAIWA_DATA_DIR", "KAIWA_DATABASE_URL", "kaiwa init"):
+            assert hint in result.stderr
+        assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # not even the data directory
+
+
+def test_init_creates_the_database_that_later_commands_then_use(
+    server: Any, tmp_path: Path
+) -> None:
+    env = _elsewhere(server)
+    created = _kaiwa(env, tmp_path, "init", "--json")
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)["api_key"]
+    assert (tmp_path / "kaiwa-data" / "kaiwa.db").is_file()
+    listing = _kaiwa(env, tmp_path, "keys", "list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    (row,) = json.loads(listing.stdout)
+    assert key.startswith(row["prefix"])
+    # That database is not the server's: its key is refused there.
+    assert _status(server, key) == (401, 10001)
+
+
+def test_a_database_without_kaiwa_tables_is_refused_and_its_password_never_shown(
+    server: Any,
+) -> None:
+    with fresh_postgres_database() as url:
+        secret_url = url.replace("postgres@", "postgres:s3cret-pw@", 1)
+        env = {**_elsewhere(server), "KAIWA_DATABASE_URL": secret_url}
+        refused = _kaiwa(env, server.root, "keys", "list")
+        assert refused.returncode == 1, refused
+        assert f"kaiwa: database {url.replace('postgres@', 'postgres:***@', 1)}" in refused.stderr
+        assert "that database has no kaiwa tables" in refused.stderr
+        assert "kaiwa init" in refused.stderr
+        created = _kaiwa(env, server.root, "init", "--json")
+        assert created.returncode == 0, created.stderr
+        listed = _kaiwa(env, server.root, "keys", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert len(json.loads(listed.stdout)) == 1
+        for result in (refused, created, listed):
+            assert "s3cret-pw" not in result.stderr + result.stdout

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 import time
@@ -68,7 +69,8 @@ def wait_for_upstream_disconnect(fake: FakeOpenAI) -> None:
 
 
 def without_pings(body: bytes) -> bytes:
-    return body.replace(b": ping\n\n", b"")
+    """`body` less its keep-alive lines (each `: ping` alone, before a frame or `[DONE]`)."""
+    return re.sub(rb"(?m)^: ping\n", b"", body)
 
 
 def _provider(name: str, base_url: str, **options: float | int) -> str:
@@ -327,7 +329,7 @@ class Lifecycle:
         server.process.wait(timeout=10)
         server.stop()  # the process is gone: this only drops the pooled connections
         server.start()
-        _, created = _frame(next(b for b in received.split(b"\n\n") if b != b": ping"))
+        _, created = _frame(without_pings(received).split(b"\n\n")[0])
         assert created["type"] == "response.created"
         return Stopped(chat_id, response_id, created["resume_token"], received)
 
@@ -344,10 +346,10 @@ class Lifecycle:
         )
         assert reply.status_code == 200, reply.text
         assert reply.headers["content-type"] == "text/event-stream; charset=utf-8"
-        *blocks, rest = reply.content.split(b"\n\n")
+        *blocks, rest = without_pings(reply.content).split(b"\n\n")
         assert rest == b"", reply.content
         assert blocks[-1] == b"data: [DONE]", reply.content
-        return [block for block in blocks[:-1] if block != b": ping"]
+        return blocks[:-1]
 
     def assistant(self, stopped: Stopped) -> dict[str, Any]:
         rows = self.server.messages(stopped.chat_id)
@@ -389,7 +391,7 @@ def test_sigterm_mid_answer_ends_the_stream_cancelled_and_keeps_the_partial_answ
 ) -> None:
     received = after_sigterm.received
     assert received.endswith(b"\n\n" + DONE), received[-300:]
-    frames = [b for b in received.split(b"\n\n")[:-2] if b != b": ping"]
+    frames = without_pings(received).split(b"\n\n")[:-2]
     last_id, last = _frame(frames[-1])
     assert last_id == len(frames)
     assert last["type"] == "response.output_text.completed"
@@ -414,7 +416,7 @@ def test_sigterm_mid_answer_ends_the_stream_cancelled_and_keeps_the_partial_answ
 def test_after_a_restart_a_cursor_at_the_last_event_gets_no_second_ending(
     lifecycle: Lifecycle, after_sigterm: Stopped
 ) -> None:
-    frames = [b for b in after_sigterm.received.split(b"\n\n")[:-2] if b != b": ping"]
+    frames = without_pings(after_sigterm.received).split(b"\n\n")[:-2]
     last_id, _ = _frame(frames[-1])
     # A client that read `completed` but lost the connection before `[DONE]` reconnects.
     replayed = lifecycle.replay(after_sigterm, **{"Last-Event-ID": str(last_id)})

@@ -64,8 +64,8 @@ class Read:
         done = False
         for block in blocks:
             assert not done, f"a frame after [DONE]: {block!r}"
-            if block == b": ping":
-                continue
+            while block.startswith(b": ping\n"):  # keep-alives sit before a frame's fields
+                block = block.removeprefix(b": ping\n")
             if block == b"data: [DONE]":
                 done = True
                 continue

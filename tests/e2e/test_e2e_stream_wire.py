@@ -16,13 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
+from kaiwa.protocol.sse import SSEDecoder
+
 PING_INTERVAL = 0.1
 PAUSE = 0.6
 SCRIPT = {
     "answer": [{"delay": PAUSE}, {"text": "前半"}, {"delay": PAUSE}, {"text": "後半です。"}],
     "title": "配線テスト",
 }
-PING = b": ping\n\n"
+PING = b": ping\n"
 DONE = b"data: [DONE]\n\n"
 
 
@@ -144,7 +146,7 @@ def test_stream_bytes_headers_pings_and_done(reply: RawReply) -> None:
     # Keep-alives fill the silence in the middle of the answer.
     text = reply.body.decode("utf-8")
     middle = text[text.index('"delta":"前半"') : text.index('"delta":"後半です。"')]
-    assert middle.count(": ping\n\n") >= 2, middle
+    assert middle.count(": ping\n") >= 2, middle
 
     # The end: [DONE] and its blank line are the last bytes, then the chunked body ends and the
     # server closes the connection.
@@ -152,6 +154,41 @@ def test_stream_bytes_headers_pings_and_done(reply: RawReply) -> None:
     assert reply.body.count(DONE) == 1
     assert reply.terminated
     assert reply.closed
+
+
+def test_every_blank_line_of_a_stream_ends_an_event_with_data(reply: RawReply) -> None:
+    # Clients such as fetch-event-source hand each blank line to the application as a message:
+    # a blank line after a keep-alive would reach it as an empty one, which it cannot parse.
+    text = reply.body.decode("utf-8")
+    assert "\r" not in text
+    *blocks, rest = text.split("\n\n")
+    assert rest == "", text[-200:]
+    pings = 0
+    for block in blocks:
+        lines = block.split("\n")
+        pings += lines.count(": ping")
+        fields = [line for line in lines if not line.startswith(":")]
+        assert fields, f"a blank line ended a block of comments only: {block!r}"
+        assert [line for line in fields if line.startswith("data: ")], block
+        assert all(line.startswith(("id: ", "event: ", "data: ")) for line in fields), block
+    assert pings >= 4, text  # the silences were filled, each ping before a frame
+    assert blocks[-1].split("\n")[-1] == "data: [DONE]"
+
+
+def test_a_ping_then_done_is_read_as_done_alone(server: Any, reply: RawReply) -> None:
+    """A reader resuming after the end gets a keep-alive and `[DONE]`, with no empty event."""
+    response_id = reply.header("x-kaiwa-response-id")
+    chat_id = json.loads(reply.body.split(b"data: ", 2)[1].split(b"\n", 1)[0])["chat_id"]
+    last_id = reply.body.rsplit(b"\nid: ", 1)[1].split(b"\n", 1)[0].decode()
+    again = server.client.get(
+        f"/api/v1/chats/{chat_id}/responses/{response_id}/events",
+        headers={"x-api-key": server.api_key, "Last-Event-ID": last_id},
+    )
+    assert again.status_code == 200
+    assert again.content == PING + DONE
+    decoder = SSEDecoder()
+    assert [event.data for event in decoder.decode(again.content)] == ["[DONE]"]
+    assert decoder.flush() == []
 
 
 def test_stream_connection_header_agrees_with_the_clients_close(reply: RawReply) -> None:

@@ -8,7 +8,7 @@ bytes — and passes it all in environment variables:
 
     KAIWA_URL, KAIWA_API_KEY, KAIWA_CHAT_KEY, KAIWA_AGENT_ID (the demo agent),
     KAIWA_LONG_AGENT_ID, KAIWA_SLOW_AGENT_ID, KAIWA_QUICK_AGENT_ID, KAIWA_FAILING_AGENT_ID,
-    KAIWA_FORM_AGENT_ID (asks for a form, then thanks),
+    KAIWA_FORM_AGENT_ID (asks for a form, then thanks), KAIWA_PAUSE_AGENT_ID (silent twice),
     KAIWA_PROXY_URL (resume), KAIWA_GIVEUP_PROXY_URL (every reconnection cut too)
 
 Node's report is printed when the suite fails.
@@ -35,6 +35,9 @@ LONG_SCRIPT = {
 }
 QUICK_SCRIPT = {"answer": [{"text": "短い"}, {"text": "答えです。"}], "title": "短い"}
 SLOW_SCRIPT = {"answer": [{"text": "最初の部分。"}, *[{"delay": 0.5}] * 20, {"text": "届かない"}]}
+PAUSE_SCRIPT = {
+    "answer": [{"delay": 0.5}, {"text": "前半"}, {"delay": 0.5}, {"text": "後半です。"}]
+}
 FAILING_SCRIPT = {"answer": [{"text": "途中まで"}, {"delay": 0.05}, {"fail": "boom"}]}
 FORM_TOOL = {
     "type": "request_form",
@@ -107,6 +110,7 @@ def test_the_js_client_suite_passes_against_a_real_server(server: Any) -> None:
             "KAIWA_QUICK_AGENT_ID": scripted(server, "quick", QUICK_SCRIPT),
             "KAIWA_FAILING_AGENT_ID": scripted(server, "failing", FAILING_SCRIPT),
             "KAIWA_FORM_AGENT_ID": scripted(server, "form", FORM_SCRIPT, [FORM_TOOL]),
+            "KAIWA_PAUSE_AGENT_ID": scripted(server, "pause", PAUSE_SCRIPT),
             "KAIWA_PROXY_URL": f"http://127.0.0.1:{proxy.port}",
             "KAIWA_GIVEUP_PROXY_URL": f"http://127.0.0.1:{giveup_proxy.port}",
         }

@@ -57,9 +57,10 @@ class FrameDecoder:
         frames = []
         for block in blocks:
             assert not self.done, f"a frame after [DONE]: {block!r}"
-            if block == b": ping":
+            while block.startswith(b": ping\n"):  # keep-alive lines sit before a frame
                 self.pings += 1
-            elif block == b"data: [DONE]":
+                block = block.removeprefix(b": ping\n")
+            if block == b"data: [DONE]":
                 self.done = True
             else:
                 frames.append(_frame(block))

@@ -39,6 +39,16 @@ const TABLE = [
     events: [ev("a", { id: "1" }), ev("[DONE]", { id: "1" })],
   },
   {
+    name: "kaiwa's keep-alive: a comment line directly before the next frame's fields",
+    input: ": ping\nid: 1\nevent: x\ndata: a\n\n: ping\n: ping\nid: 2\nevent: y\ndata: b\n\n",
+    events: [ev("a", { event: "x", id: "1" }), ev("b", { event: "y", id: "2" })],
+  },
+  {
+    name: "a stream that is only a keep-alive and [DONE]",
+    input: ": ping\ndata: [DONE]\n\n",
+    events: [ev("[DONE]")],
+  },
+  {
     name: "CRLF line endings",
     input: "id: 1\r\nevent: x\r\ndata: こんにちは\r\n\r\ndata: [DONE]\r\n\r\n",
     events: [ev("こんにちは", { event: "x", id: "1" }), ev("[DONE]", { id: "1" })],

@@ -58,7 +58,7 @@ function startStream(res) {
     "content-type": "text/event-stream; charset=utf-8",
     "x-kaiwa-response-id": RID,
   });
-  res.write(": ping\n\n");
+  res.write(": ping\n"); // as kaiwa sends it: a comment line, no blank line
 }
 
 function envelope(res, status, data, { code = 0, message = null, headers = {} } = {}) {

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kaiwa.knowledge.chunk import chunk_text
 from kaiwa.knowledge.embed import Embedder, EmbeddingError
-from kaiwa.knowledge.ingest import Extracted, IngestError, extract_text
+from kaiwa.knowledge.ingest import DEFAULT_LIMITS, Extracted, InflateLimits, IngestError, extract_text
 from kaiwa.knowledge.terms import counted_terms
 from kaiwa.store import knowledge as store
 from kaiwa.store.db import transaction
@@ -72,8 +72,12 @@ class Indexer:
         overlap: int = 100,
         batch: int = 64,
         workers: int = 1,
+        limits: InflateLimits = DEFAULT_LIMITS,
     ) -> None:
+        """`limits`: how far a document may unpack (`max_extracted_bytes`, `max_compression_ratio`);
+        past them it fails with a message naming the setting."""
         self._sessions = sessions
+        self._limits = limits
         self._embedder = embedder
         self._max_chars = max_chars
         self._overlap = overlap
@@ -135,7 +139,7 @@ class Indexer:
     async def _index(
         self, document_id: str, content: Upload | Extracted, title: str | None
     ) -> None:
-        extracted = await asyncio.to_thread(_extract, content)
+        extracted = await asyncio.to_thread(_extract, content, self._limits)
         chunks = await asyncio.to_thread(
             chunk_text, extracted.text, max_chars=self._max_chars, overlap=self._overlap
         )
@@ -184,7 +188,9 @@ def passage(title: str, text: str) -> str:
     return f"{title}\n{text}" if title and title not in text else text
 
 
-def _extract(content: Upload | Extracted) -> Extracted:
+def _extract(content: Upload | Extracted, limits: InflateLimits) -> Extracted:
     if isinstance(content, Extracted):
         return content
-    return extract_text(content.data, filename=content.filename, content_type=content.content_type)
+    return extract_text(
+        content.data, filename=content.filename, content_type=content.content_type, limits=limits
+    )

@@ -7,8 +7,13 @@ Everything here is synchronous and CPU-bound (a 20 MB PDF takes seconds): caller
 thread. Errors are `IngestError`s whose `message` a user can act on:
 
     IngestError
-    ├── UnsupportedType   the type is not one of `SUPPORTED_TYPES`
-    └── DocumentError     the file is of a supported type but corrupt, encrypted or without text
+    ├── UnsupportedType       the type is not one of `SUPPORTED_TYPES`
+    └── DocumentError         the file is of a supported type but corrupt, encrypted or without text
+        └── DocumentTooLarge  it unpacks past `limits` (`kaiwa.knowledge.inflate`): a zip bomb
+                              dressed as a Word file, a PDF whose streams or text balloon
+
+A Word file's members and a PDF's streams are counted against `limits` before and while they are
+parsed, in chunks, so a refusal costs little more memory than the file itself.
 
 Deliberate oddities: plain text without a byte-order mark is read as UTF-8, then CP932 (Shift_JIS
 as Windows writes it), then EUC-JP, the encodings Japanese files actually come in; a file none of
@@ -22,16 +27,21 @@ import codecs
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Literal
 
 from kaiwa.knowledge.chunk import chunk_text
+from kaiwa.knowledge.inflate import Budget, InflateLimits, TooLarge, check_zip
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "SUPPORTED_TYPES",
     "DocumentError",
+    "DocumentTooLarge",
     "Extracted",
+    "InflateLimits",
     "IngestError",
     "UnsupportedType",
     "chunk_text",
@@ -94,6 +104,13 @@ class DocumentError(IngestError):
     pass
 
 
+class DocumentTooLarge(DocumentError):
+    pass
+
+
+DEFAULT_LIMITS = InflateLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class Extracted:
     title: str
@@ -129,15 +146,21 @@ def _kind(filename: str, content_type: str | None) -> Kind:
     )
 
 
-def extract_text(data: bytes, *, filename: str, content_type: str | None) -> Extracted:
+def extract_text(
+    data: bytes,
+    *,
+    filename: str,
+    content_type: str | None,
+    limits: InflateLimits = DEFAULT_LIMITS,
+) -> Extracted:
     """The title and text of a document; raises `UnsupportedType` or `DocumentError`."""
     kind = _kind(filename, content_type)
     name = filename or "The file"
     stem = PurePath(filename).stem or "Untitled"
     if kind == "pdf":
-        title, text = _pdf(data, name)
+        title, text = _pdf(data, name, limits)
     elif kind == "docx":
-        title, text = _docx(data, name)
+        title, text = _docx(data, name, limits)
     elif kind == "html":
         title, text = _html(data, name)
     else:
@@ -226,18 +249,17 @@ def _html(data: bytes, name: str) -> tuple[str, str]:
     return title, text
 
 
-def _pdf(data: bytes, name: str) -> tuple[str, str]:
-    from pypdf import PdfReader
+def _pdf(data: bytes, name: str, limits: InflateLimits) -> tuple[str, str]:
     from pypdf.errors import FileNotDecryptedError, PyPdfError
+
+    from kaiwa.knowledge.pdf import read_pdf
 
     if not data.lstrip()[:5].startswith(b"%PDF-"):
         raise DocumentError(f"{name}: not a PDF file (it does not start with %PDF-)")
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise FileNotDecryptedError("password")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        title = (reader.metadata.title if reader.metadata else None) or ""
+        title, pages = read_pdf(data, limits)
+    except TooLarge as exc:
+        raise DocumentTooLarge(f"{name}: {exc.message}") from None
     except FileNotDecryptedError:
         raise DocumentError(f"{name}: the PDF is password-protected") from None
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError):
@@ -249,17 +271,29 @@ def _pdf(data: bytes, name: str) -> tuple[str, str]:
         raise DocumentError(
             f"{name}: the PDF has no text layer (a scan?); run OCR on it and upload it again"
         )
-    return str(title), text
+    return title, text
 
 
-def _docx(data: bytes, name: str) -> tuple[str, str]:
+def _docx(data: bytes, name: str, limits: InflateLimits) -> tuple[str, str]:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
 
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            check_zip(archive, Budget(limits, size=len(data)))
         document = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, OSError):
+    except TooLarge as exc:
+        raise DocumentTooLarge(f"{name}: {exc.message}") from None
+    except (
+        PackageNotFoundError,
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        KeyError,
+        ValueError,
+        OSError,
+    ):
         raise DocumentError(f"{name}: the Word file is damaged or not a .docx file") from None
     title = document.core_properties.title or ""
     blocks: list[str] = []

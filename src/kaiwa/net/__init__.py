@@ -7,7 +7,8 @@
     results = await search.search("query", domains=["example.com"])  # or SearchError
 
 Modules: `addresses` (which addresses may be reached, pure), `transport` (an httpx transport that
-connects only to checked addresses), `extract` (charset, main text, PDF text), `fetch`, `search`.
+connects only to checked addresses), `extract` (charset, main text, PDF text), `fetch`, `search`,
+`redact` (a URL fit to show back, its credentials masked).
 """
 
 from kaiwa.net.fetch import FetchedPage, Fetcher, FetchError

@@ -5,7 +5,8 @@
         await client.get("http://169.254.169.254/")  # raises BlockedAddress, nothing is sent
 
 The host name is resolved once per connection, by `GuardedBackend.connect_tcp`; every address it
-resolves to is checked, and the socket is opened to one of those very addresses. No other lookup
+resolves to is checked, with the port (an allowlist entry may name one), and the socket is opened
+to one of those very addresses. No other lookup
 happens between the check and the connection, so a name that resolves to a public address for the
 check and to a private one a moment later (DNS rebinding) cannot slip through. TLS SNI, certificate
 verification and the `Host` header keep the original name: httpcore takes them from the URL, not
@@ -72,7 +73,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[_SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         addresses = await self._addresses(host, port, seconds=timeout)
-        self._policy.check(host, addresses)
+        self._policy.check(host, addresses, port)
         failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
         for address in addresses:
             try:

@@ -4,6 +4,13 @@ The decoder follows the WHATWG "interpret an event stream" steps
 (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation) and
 does no I/O: feed it bytes as they arrive with `decode(chunk)`, get complete events back, call
 `flush()` at end of stream. Multi-byte UTF-8 characters and CRLF pairs may be split anywhere.
+
+Deliberate oddity: the keep-alive `PING` is a comment line alone (`: ping` and its line feed),
+with no blank line after it. A blank line ends an event, and some POST-capable SSE clients
+(fetch-event-source among them) hand every blank line to the application as a message, even one
+with no `data:`; the application then fails to parse it and the library retries the POST, asking
+again. So on kaiwa's wire a blank line only ever ends a frame that has a `data:` line, and a ping
+may sit directly before the `id:` line of the next frame or before `data: [DONE]`.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from pydantic_core import to_json
 from kaiwa.protocol.events import OutputTextDelta
 
 DONE = b"data: [DONE]\n\n"
-PING = b": ping\n\n"
+PING = b": ping\n"
+"""A keep-alive: a comment line that ends no event (see the module docstring)."""
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 

@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kaiwa.config import Settings
+from kaiwa.net.redact import shown_url
 from kaiwa.protocol import ApiError, ErrorCode, ResponseState
 from kaiwa.runtime.responses import Runtime, StartedResponse
 from kaiwa.runtime.turns import TurnRequest
@@ -52,10 +53,11 @@ CLOSE_WAIT = 5.0
 
 
 def batch_object(batch: Batch) -> dict[str, Any]:
-    """A batch as the API and the webhook show it; the webhook's secret never appears."""
+    """A batch as the API and the webhook show it; the webhook's secret never appears, nor
+    the credentials its URL may carry (userinfo and query values are masked: `shown_url`)."""
     webhook = None
     if batch.webhook_url:
-        webhook = {"url": batch.webhook_url, "events": list(batch.webhook_events)}
+        webhook = {"url": shown_url(batch.webhook_url), "events": list(batch.webhook_events)}
     return {
         "id": batch.id,
         "status": batch.status,

@@ -25,11 +25,13 @@ from kaiwa.runtime.turns import (
     Question,
     Resumed,
     Turn,
+    claim_key,
     open_chat,
     start_answer,
 )
 from kaiwa.store import files, messages
 from kaiwa.store.db import now
+from kaiwa.store.idempotency import Claim
 from kaiwa.store.models import FormRequest, Message
 
 
@@ -44,6 +46,7 @@ class FormSubmission:
     external_user_id: str | None = None
     whitelist_mode: bool = False
     include_tool_tags: bool = False
+    idempotency: Claim | None = None
 
 
 def store_pause(session: AsyncSession, turn: Turn, pause: FormPause) -> None:
@@ -84,6 +87,9 @@ async def store_submission(
     Raises `ApiError` (404 form or chat, 400 a bad value, 409 submitted already) or `ChatBusy`,
     with nothing stored.
     """
+    await claim_key(
+        session, submission.idempotency, submission.workspace_id, response_id, submission.chat_id
+    )
     opened = await open_chat(
         session,
         workspace_id=submission.workspace_id,

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kaiwa.llm import ChatMessage, ToolCall
 from kaiwa.protocol import ApiError, ErrorCode, ResponseCreated
 from kaiwa.store import agents, chats, files, messages, responses, workspaces
+from kaiwa.store import idempotency as idempotency_keys
+from kaiwa.store.idempotency import Claim
 from kaiwa.store.models import Agent, Chat, FormRequest, Message
 
 HISTORY_MESSAGES = 40
@@ -42,6 +44,8 @@ class TurnRequest:
     """When a response already runs on the chat: refuse (409), or interrupt it first."""
     attached_file_uuids: tuple[str, ...] = ()
     include_tool_tags: bool = False
+    idempotency: Claim | None = None
+    """Its `Idempotency-Key`: recorded with the turn; `KeyTaken` when a repeat raced it."""
 
 
 @dataclass(slots=True)
@@ -117,8 +121,11 @@ async def store_turn(
     `response_id` names the new response; `owner` is the replica that will produce the answer;
     `resume_token(response_id, chat_id) -> str` signs the token carried by `response.created`;
     `check_tools(unified_tools)` raises `ApiError` when the agent's tools cannot run here.
-    Raises `ApiError` or `ChatBusy` with nothing stored.
+    Raises `ApiError`, `ChatBusy` or `KeyTaken` with nothing stored.
     """
+    await claim_key(
+        session, request.idempotency, request.workspace_id, response_id, request.chat_id
+    )
     opened = await open_chat(
         session,
         workspace_id=request.workspace_id,
@@ -173,6 +180,17 @@ async def store_turn(
         owner=owner,
         resume_token=resume_token,
     )
+
+
+async def claim_key(
+    session: AsyncSession, claim: Claim | None, workspace_id: str, response_id: str, chat_id: int
+) -> None:
+    """Record the request's idempotency key first: a repeat racing it waits here, then gets
+    `KeyTaken` — not a busy chat — and answers with what the first one started."""
+    if claim is not None:
+        await idempotency_keys.claim(
+            session, claim, workspace_id, response_id=response_id, chat_id=chat_id
+        )
 
 
 _PENDING_FORMS = select(FormRequest).where(

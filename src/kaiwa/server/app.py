@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from kaiwa import __version__
 from kaiwa.bus.shared import open_bus
@@ -16,6 +17,7 @@ from kaiwa.config import Settings
 from kaiwa.files import FileStore, expire_forever
 from kaiwa.knowledge.embed import build_embedder
 from kaiwa.knowledge.index import Indexer, recover_documents
+from kaiwa.knowledge.inflate import InflateLimits
 from kaiwa.knowledge.search import KnowledgeSearch
 from kaiwa.llm import ModelRegistry
 from kaiwa.net import Fetcher, build_web_search
@@ -27,6 +29,7 @@ from kaiwa.runtime.sweeper import Sweeper
 from kaiwa.runtime.tools.toolbox import Backends, Limits, Toolbox, chat_lookup
 from kaiwa.server import errors
 from kaiwa.server.deps import Services
+from kaiwa.server.idempotency import purge_forever
 from kaiwa.server.limits import BodyLimitMiddleware
 from kaiwa.server.ratelimit import create_limiter
 from kaiwa.server.routes import (
@@ -50,6 +53,9 @@ from kaiwa.store.db import (
     offloaded,
     session_factory,
 )
+
+DOCS_ASSETS = "/docs/assets"
+"""Where Swagger UI's and ReDoc's files (from the `fastapi-offline` package) are served."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -84,7 +90,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await recover_documents(bulk_sessions)
         embedder = build_embedder(settings.embeddings)
         knowledge = KnowledgeSearch(bulk_reads, embedder)
-        indexer = Indexer(bulk_sessions, embedder)
+        indexer = Indexer(
+            bulk_sessions,
+            embedder,
+            limits=InflateLimits(
+                max_bytes=settings.max_extracted_bytes, max_ratio=settings.max_compression_ratio
+            ),
+        )
         file_store = FileStore(settings.files_dir)
         fetcher = Fetcher(
             allow_private=settings.fetch_allow_private,
@@ -148,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expiry = asyncio.create_task(
             expire_forever(sessions, file_store, ttl=settings.ephemeral_file_ttl)
         )
+        forget_keys = asyncio.create_task(purge_forever(sessions, ttl=settings.idempotency_ttl))
         limiter = create_limiter(settings, bus.redis)
         app.state.services = Services(
             settings=settings,
@@ -181,7 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             gc.unfreeze()
-            for task in (expiry, checkpoints):
+            for task in (expiry, forget_keys, checkpoints):
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
@@ -202,11 +215,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if bulk_engine is not engine:
                 await bulk_engine.dispose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts from kaiwa itself, not from a CDN.
+    app = FastAPIOffline(
         title="kaiwa",
         version=__version__,
         summary="Self-hosted AI agent chat server, wire-compatible with the Codeer chat API",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
     )
     errors.install(app)
     for router in (
@@ -233,6 +248,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=settings.cors_origins,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Kaiwa-Response-Id"],
+        expose_headers=["X-Kaiwa-Response-Id", "Idempotent-Replayed"],
     )
     return app

@@ -235,12 +235,13 @@ def _check_webhook(
         raise _bad("webhook.url: must be an absolute https:// URL")
     policy = AddressPolicy.parse(settings.fetch_allow_private)
     host = parsed.host
-    if parsed.scheme == "http" and not _listed(policy, host):
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if parsed.scheme == "http" and not policy.lists(host, port):
         raise _bad(
             "webhook.url: must use https (plain http only for hosts in KAIWA_FETCH_ALLOW_PRIVATE)"
         )
     literal = _address(host)
-    refusal = policy.refusal(host, literal) if literal is not None else None
+    refusal = policy.refusal(host, literal, port) if literal is not None else None
     if refusal is not None:
         raise _bad(
             f"webhook.url: {refusal}; webhooks reach only public addresses unless the server "
@@ -264,14 +265,6 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
-
-
-def _listed(policy: AddressPolicy, host: str) -> bool:
-    """The host is named in the allowlist, or is an address inside one of its networks."""
-    literal = _address(host)
-    if literal is None:
-        return policy.allows_host(host)
-    return any(literal in network for network in policy.networks)
 
 
 @contextmanager

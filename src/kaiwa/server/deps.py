@@ -1,12 +1,20 @@
-"""Named dependencies for routes: the database session, the caller's key, the services."""
+"""Named dependencies for routes: the database session, the caller's key, the services.
+
+A route that takes the caller (`CallerDep`, `ManagerDep`) is authenticated before its body is
+read, when its router uses `KeyFirstRoute`: FastAPI reads and decodes a body before it solves any
+dependency, so without it a caller with no key could make the server parse 20 MiB of multipart,
+and would be told about a malformed body (400) rather than about the key (401).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,12 +80,19 @@ ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
 """A session that only reads: on SQLite it never waits for, or holds up, a writer."""
 
 
-async def _caller(
-    session: ReadSessionDep,
-    services: ServicesDep,
-    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Caller:
-    caller = await authenticate(session, x_api_key)
+async def _caller(request: Request) -> Caller:
+    # Left by `KeyFirstRoute`, which authenticated before the body was read.
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None:
+        caller = await _authenticate_request(request)
+    return caller
+
+
+async def _authenticate_request(request: Request) -> Caller:
+    """The `x-api-key` header's caller, counted against its rate limit; else 401 or 429."""
+    services: Services = request.app.state.services
+    async with request.app.state.read_sessions() as session:
+        caller = await authenticate(session, request.headers.get("x-api-key"))
     await services.limiter.check_request(caller.key_id)
     return caller
 
@@ -115,16 +130,58 @@ CallerDep = Annotated[Caller, Depends(_caller)]
 
 
 async def _manager(caller: CallerDep) -> Caller:
+    _check_manager(caller)
+    return caller
+
+
+def _check_manager(caller: Caller) -> None:
     if caller.scope != "management":
         raise ApiError(
             ErrorCode.PERMISSION_DENIED,
             "This API key may only chat; managing agents needs a management key",
             status=403,
         )
-    return caller
 
 
 ManagerDep = Annotated[Caller, Depends(_manager)]
+
+
+class KeyFirstRoute(APIRoute):
+    """A route that checks the caller's key (and scope) before FastAPI reads the body.
+
+    Routes that take no caller are left as they are. What a route needs is worked out once,
+    when its handler is built; per request it costs the key check the route made anyway.
+
+        router = APIRouter(prefix="/api/v1/agents", route_class=KeyFirstRoute)
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        calls = _calls(self.dependant)
+        if _caller not in calls:
+            return handler
+        manager = _manager in calls
+
+        async def key_first(request: Request) -> Response:
+            caller = await _authenticate_request(request)
+            if manager:
+                _check_manager(caller)
+            request.state.caller = caller
+            return await handler(request)
+
+        return key_first
+
+
+def _calls(dependant: Dependant) -> set[Callable[..., Any]]:
+    """Every dependency a route depends on, however indirectly."""
+    found: set[Callable[..., Any]] = set()
+    pending = [dependant]
+    while pending:
+        for sub in pending.pop().dependencies:
+            if sub.call is not None:
+                found.add(sub.call)
+            pending.append(sub)
+    return found
 
 
 async def check_end_user(

@@ -31,7 +31,8 @@ class BodyLimitMiddleware:
     """Answers 413/10011 when a body is over its limit, by header or by what actually arrives.
 
     Bodies are limited to `max_bytes`, but for upload routes, which get `max_upload_bytes` (plus
-    room for the multipart framing); each route still checks the file's own size.
+    room for the multipart framing) and answer 400/10006 as Codeer does for a file too large;
+    each route still checks the file's own size.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, max_upload_bytes: int) -> None:
@@ -65,9 +66,14 @@ class BodyLimitMiddleware:
             await self._reject(scope, receive, send, limit)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = error_response(
-            413,
-            int(ErrorCode.PAYLOAD_TOO_LARGE),
-            f"Request body is over the limit of {limit} bytes",
-        )
+        if is_upload_path(scope["path"]):
+            status, code = 400, ErrorCode.BAD_REQUEST
+            message = (
+                f"file: must be at most {limit - _MULTIPART_SLACK} bytes (max_upload_bytes); "
+                f"the request is over {limit} bytes"
+            )
+        else:
+            status, code = 413, ErrorCode.PAYLOAD_TOO_LARGE
+            message = f"Request body is over the limit of {limit} bytes"
+        response = error_response(status, int(code), message)
         await response(scope, receive, send)

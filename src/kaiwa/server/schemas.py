@@ -3,7 +3,8 @@
 Lengths that are settings (name, message) are checked in the routes, where settings are known.
 Every string a client sends, however deeply nested, must be text both databases can store and
 the response can echo: no NUL character (PostgreSQL refuses it) and no lone surrogate (it has
-no UTF-8 encoding). Lengths fixed by a column are checked here.
+no UTF-8 encoding). Free-form JSON (agent `meta`, tools, form values) nests at most
+`MAX_JSON_DEPTH` levels. Lengths fixed by a column are checked here.
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+)
 from pydantic_core import PydanticCustomError
 
+from kaiwa.protocol.json_limits import MAX_JSON_DEPTH, too_deep
 from kaiwa.store.db import iso
 from kaiwa.store.feedback import FeedbackType
 from kaiwa.store.models import Agent, AgentVersion, Chat, Feedback, Message, UploadedFile
@@ -62,10 +72,21 @@ def _check_json(value: J) -> J:
     return value
 
 
+def _check_depth(value: J) -> J:
+    # Before the value is validated: as it came, and before `_check_json` walks it.
+    if too_deep(value):
+        raise PydanticCustomError(
+            "json_too_deep",
+            "must nest objects and arrays at most {limit} levels deep",
+            {"limit": MAX_JSON_DEPTH},
+        )
+    return value
+
+
 Text = Annotated[StrictStr, AfterValidator(_check_text)]
 """A string that the databases can store and JSON can carry."""
 ColumnText = Annotated[Text, Field(max_length=MAX_COLUMN_CHARS)]
-JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json)]
+JsonObject = Annotated[dict[str, Any], BeforeValidator(_check_depth), AfterValidator(_check_json)]
 
 
 def _check_agent_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +202,10 @@ class AgentFields(_Body):
     system_prompt: Text | None = None
     llm_model: ColumnText | None = None
     # Extra fields of a tool are free-form: checked as JSON, like `meta`.
-    unified_tools: Annotated[list[UnifiedTool], AfterValidator(_check_json)] | None = None
+    unified_tools: (
+        Annotated[list[UnifiedTool], BeforeValidator(_check_depth), AfterValidator(_check_json)]
+        | None
+    ) = None
     suggested_questions: list[Text] | None = None
     meta: AgentMeta | None = None
 

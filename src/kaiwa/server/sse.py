@@ -1,9 +1,11 @@
 """The SSE writer: follows a response's event log and turns it into an HTTP stream.
 
-It sends `: ping` first (so headers and the first byte go out at once) and every
+It sends a `: ping` comment line first (so headers and the first byte go out at once) and every
 `ping_interval` seconds of silence, the log's pre-encoded frames as they arrive, and `[DONE]`
-last — always. If the log itself goes silent for longer than the idle timeout (its producer is
-gone), the writer ends the stream with a 10008 error of its own.
+last — always. A ping is one line with no blank line after it (`kaiwa.protocol.sse.PING`): the
+blank line that ends a frame is the only one on the wire. If the log itself goes silent for
+longer than the idle timeout (its producer is gone), the writer ends the stream with a 10008
+error of its own.
 """
 
 from __future__ import annotations

@@ -387,3 +387,20 @@ class BatchItem(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    """A request sent with an `Idempotency-Key` header, and what it started: a repeat with the
+    same key (in the same workspace) gets that again instead of starting anew."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (PrimaryKeyConstraint("workspace_id", "key"),)
+
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    """A digest of the operation and its body: the same key with another body is refused."""
+    response_id: Mapped[str | None] = mapped_column(String(36))
+    chat_id: Mapped[int | None] = mapped_column(BigId)
+    batch_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(index=True)

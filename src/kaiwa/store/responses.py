@@ -87,6 +87,17 @@ async def running_on_chat(session: AsyncSession, chat_id: int) -> str | None:
     return (await session.execute(_RUNNING, {"chat_id": chat_id})).scalar()
 
 
+async def latest_on_chat(session: AsyncSession, chat_id: int) -> Response | None:
+    """The chat's most recent response, whatever its status."""
+    latest = (
+        select(Response)
+        .where(Response.chat_id == chat_id)
+        .order_by(Response.created_at.desc())
+        .limit(1)
+    )
+    return (await session.scalars(latest)).first()
+
+
 async def finish(
     session: AsyncSession,
     response_id: str,

@@ -27,10 +27,10 @@ from tests.unit.client.client_support import (
 
 from kaiwa.client import (
     APIConnectionError,
+    BadRequestError,
     Document,
     KaiwaError,
     NotFoundError,
-    PayloadTooLargeError,
     UploadedFile,
 )
 
@@ -161,11 +161,11 @@ async def test_bytes_without_a_name_go_up_as_upload(kind: str) -> None:
 
 
 async def test_a_refused_upload_raises_its_family(kind: str) -> None:
-    too_big = error(413, 10011, "file: must be at most 20971520 bytes (max_upload_bytes)")
+    too_big = error(400, 10006, "file: must be at most 20971520 bytes (max_upload_bytes), got 1")
     api = upload_api(too_big)
     client = make_client(kind, api)
 
-    with pytest.raises(PayloadTooLargeError, match="max_upload_bytes"):
+    with pytest.raises(BadRequestError, match="max_upload_bytes"):
         await resolve(client.files.upload(NOTE, filename="big.txt"))
     await close(client)
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from kaiwa.knowledge import embed, index, ingest, search
+from kaiwa.knowledge import embed, index, inflate, ingest, pdf, search
 
 
 def test_public_names() -> None:
     assert set(ingest.__all__) == {
+        "DEFAULT_LIMITS",
         "SUPPORTED_TYPES",
         "DocumentError",
+        "DocumentTooLarge",
         "Extracted",
+        "InflateLimits",
         "IngestError",
         "UnsupportedType",
         "chunk_text",
@@ -21,6 +24,8 @@ def test_public_names() -> None:
     assert {"Hit", "KnowledgeSearch"} <= set(search.__all__)
     assert {"Embedder", "build_embedder", "EmbeddingError"} <= set(embed.__all__)
     assert {"Indexer", "Upload", "recover_documents"} <= set(index.__all__)
+    assert set(inflate.__all__) == {"CHUNK", "Budget", "InflateLimits", "TooLarge", "check_zip"}
+    assert pdf.__all__ == ["read_pdf"]
 
 
 def test_hit_and_extracted_are_frozen_records() -> None:

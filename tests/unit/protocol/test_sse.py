@@ -109,6 +109,13 @@ FIELDS: list[tuple[list[bytes], list[ServerSentEvent]]] = [
     # Comments are ignored, alone or inside an event.
     ([PING], []),
     ([b": ping\n\ndata: x\n\n"], [sse("x")]),
+    # kaiwa's keep-alive: a comment line straight before the next frame's fields, or [DONE].
+    ([PING + b"id: 1\nevent: x\ndata: a\n\n"], [sse("a", event="x", id="1")]),
+    (
+        [PING + PING + b"id: 2\ndata: b\n\n" + PING + DONE],
+        [sse("b", id="2"), sse("[DONE]", id="2")],
+    ),
+    ([PING + DONE], [sse("[DONE]")]),
     ([b"data: a\n: ping\ndata: b\n\n"], [sse("a\nb")]),
     # One leading space of a value is dropped, and only one.
     ([b"data:x\n\n"], [sse("x")]),
@@ -253,7 +260,7 @@ def test_encode_frame_refuses_data_with_a_line_break(data_json: str) -> None:
 
 def test_done_and_ping_frames() -> None:
     assert DONE == b"data: [DONE]\n\n"
-    assert PING == b": ping\n\n"
+    assert PING == b": ping\n"
 
 
 @settings(max_examples=300)
@@ -309,10 +316,11 @@ def test_any_split_of_encoded_events_decodes_to_the_same_events(
     data: st.DataObject,
 ) -> None:
     frames = [encode_frame(n, e.type, e.model_dump_json()) for n, e in enumerate(events, 1)]
+    frames.append(DONE)
     for index, ping in enumerate(pings[: len(frames)]):
         if ping:
             frames[index] = PING + frames[index]
-    stream = b"".join(frames) + DONE
+    stream = b"".join(frames)
     cuts = sorted(data.draw(st.sets(st.integers(1, len(stream) - 1), max_size=12), label="cuts"))
     chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
 

@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kaiwa.llm.registry import UnknownModelError
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.runtime.tools.toolbox import ToolConfigError
-from kaiwa.server.deps import ManagerDep, ReadSessionDep, ServicesDep, SessionDep
+from kaiwa.server.deps import (
+    KeyFirstRoute,
+    ManagerDep,
+    ReadSessionDep,
+    ServicesDep,
+    SessionDep,
+)
 from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
 from kaiwa.server.routes.params import check_name
@@ -20,7 +26,7 @@ from kaiwa.server.schemas import AgentFields, CreateAgent, agent_out
 from kaiwa.store import agents, knowledge
 from kaiwa.store.models import Agent
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"], route_class=KeyFirstRoute)
 
 
 def _check(fields: dict[str, Any], services: ServicesDep) -> None:

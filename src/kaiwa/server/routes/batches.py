@@ -16,13 +16,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.runtime.batches import BatchRunner, batch_object, item_result
 from kaiwa.server.batch_requests import CreateBatch, check_batch
-from kaiwa.server.deps import CallerDep, ReadSessionDep, ServicesDep, SessionDep
+from kaiwa.server.deps import (
+    CallerDep,
+    KeyFirstRoute,
+    ReadSessionDep,
+    ServicesDep,
+    SessionDep,
+)
 from kaiwa.server.envelope import ok
+from kaiwa.server.idempotency import IdempotencyKeyHeader, claim_of, find_earlier
 from kaiwa.server.pagination import PageDep, pagination
-from kaiwa.store import batches
+from kaiwa.store import batches, idempotency
+from kaiwa.store.idempotency import KeyTaken
 from kaiwa.store.models import Batch
 
-router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
+router = APIRouter(prefix="/api/v1/batches", tags=["batches"], route_class=KeyFirstRoute)
 
 
 async def _runner(request: Request) -> BatchRunner:  # async: no worker thread
@@ -47,8 +55,15 @@ async def create_batch(
     session: SessionDep,
     services: ServicesDep,
     runner: RunnerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
-    checked = await check_batch(session, caller, body, services.settings)
+    settings = services.settings
+    claim = claim_of(idempotency_key, "create_batch", "", body, settings.idempotency_ttl)
+    if claim is not None:
+        earlier = await find_earlier(session, caller, claim)
+        if earlier is not None and earlier.batch_id is not None:
+            return await _same_batch(session, caller.workspace_id, earlier.batch_id)
+    checked = await check_batch(session, caller, body, settings)
     batch = batches.add_batch(
         session,
         workspace_id=caller.workspace_id,
@@ -58,9 +73,28 @@ async def create_batch(
         webhook_events=checked.webhook_events,
         webhook_secret=checked.webhook_secret,
     )
+    if claim is not None:
+        try:
+            await idempotency.claim(session, claim, caller.workspace_id, batch_id=batch.id)
+        except KeyTaken:
+            await session.rollback()
+            earlier = await find_earlier(session, caller, claim)
+            if earlier is None or earlier.batch_id is None:
+                raise ApiError(
+                    ErrorCode.CONFLICT, "A request with this Idempotency-Key is in progress; retry"
+                ) from None
+            return await _same_batch(session, caller.workspace_id, earlier.batch_id)
     await session.commit()
     runner.wake()
     return ok(batch_object(batch))
+
+
+async def _same_batch(session: AsyncSession, workspace_id: str, batch_id: str) -> JSONResponse:
+    """The batch a request with the same `Idempotency-Key` created, as it is now."""
+    response = ok(batch_object(await _batch(session, workspace_id, UUID(batch_id))))
+    await session.commit()
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @router.get("")

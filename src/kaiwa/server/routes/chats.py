@@ -9,14 +9,21 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from kaiwa.protocol import ApiError, ErrorCode
-from kaiwa.server.deps import CallerDep, ReadSessionDep, ServicesDep, SessionDep, check_end_user
+from kaiwa.server.deps import (
+    CallerDep,
+    KeyFirstRoute,
+    ReadSessionDep,
+    ServicesDep,
+    SessionDep,
+    check_end_user,
+)
 from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
 from kaiwa.server.routes.params import ChatId, check_name
 from kaiwa.server.schemas import CreateChat, RenameChat, Text, agent_out, chat_out
 from kaiwa.store import agents, chats
 
-router = APIRouter(prefix="/api/v1/chats", tags=["chats"])
+router = APIRouter(prefix="/api/v1/chats", tags=["chats"], route_class=KeyFirstRoute)
 
 OrderBy = Literal["created_at", "-created_at", "asc", "ascending", "desc", "descending"]
 

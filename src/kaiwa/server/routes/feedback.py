@@ -8,13 +8,17 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from kaiwa.protocol import ApiError, ErrorCode
-from kaiwa.server.deps import CallerDep, SessionDep, check_end_user
+from kaiwa.server.deps import CallerDep, KeyFirstRoute, SessionDep, check_end_user
 from kaiwa.server.envelope import ok
 from kaiwa.server.routes.params import ChatId
 from kaiwa.server.schemas import GiveFeedback, feedback_out
 from kaiwa.store import chats, feedback
 
-router = APIRouter(prefix="/api/v1/chats/{chat_id}/messages/{message_id}", tags=["feedback"])
+router = APIRouter(
+    prefix="/api/v1/chats/{chat_id}/messages/{message_id}",
+    tags=["feedback"],
+    route_class=KeyFirstRoute,
+)
 
 # Like chat ids, message ids are 64-bit in the database.
 MessageId = Annotated[int, Path(ge=1, le=2**63 - 1)]

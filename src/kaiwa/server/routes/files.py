@@ -6,7 +6,6 @@ other call, and serves a file only to keys of the workspace it was uploaded in.
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -21,14 +20,22 @@ from pydantic import ValidationError
 
 from kaiwa.files import Blob, BlobNotFound, BlobStore, upload
 from kaiwa.files.types import TEXT_TYPES, text_charset
+from kaiwa.knowledge.inflate import InflateLimits
 from kaiwa.protocol import ApiError, ErrorCode
-from kaiwa.server.deps import CallerDep, ReadSessionDep, ServicesDep, SessionDep
+from kaiwa.protocol.json_limits import parse_json
+from kaiwa.server.deps import (
+    CallerDep,
+    KeyFirstRoute,
+    ReadSessionDep,
+    ServicesDep,
+    SessionDep,
+)
 from kaiwa.server.envelope import ok
 from kaiwa.server.schemas import UploadOptions, uploaded_file_out
 from kaiwa.store import files
 from kaiwa.store.models import UploadedFile
 
-router = APIRouter(prefix="/api/v1/chats", tags=["files"])
+router = APIRouter(prefix="/api/v1/chats", tags=["files"], route_class=KeyFirstRoute)
 
 # Served as a download rather than shown: HTML could run script on this origin, Word has no viewer.
 _ATTACHMENT_TYPES = frozenset(
@@ -50,11 +57,12 @@ def upload_options(raw: str | None) -> UploadOptions:
     if raw is None or not raw.strip():
         return UploadOptions()
     try:
-        value = json.loads(raw)
-    except ValueError:
+        value = parse_json(raw)
+    except ValueError as exc:
         raise ApiError(
             ErrorCode.BAD_REQUEST,
-            'data: must be a JSON string such as {"scope": "persistent"}, got malformed JSON',
+            f'data: must be a JSON string such as {{"scope": "persistent"}}, got malformed JSON'
+            f" ({exc})",
         ) from None
     if not isinstance(value, dict):
         raise ApiError(
@@ -94,7 +102,7 @@ async def upload_file(
     limit = settings.max_upload_bytes
     if file.size is not None and file.size > limit:
         raise ApiError(
-            ErrorCode.PAYLOAD_TOO_LARGE,
+            ErrorCode.BAD_REQUEST,
             f"file: must be at most {limit} bytes (max_upload_bytes), got {file.size}",
         )
     stored = await upload(
@@ -106,6 +114,9 @@ async def upload_file(
         data=await file.read(),
         scope=options.scope,
         max_bytes=limit,
+        limits=InflateLimits(
+            max_bytes=settings.max_extracted_bytes, max_ratio=settings.max_compression_ratio
+        ),
     )
     expires_at = None
     if stored.scope == "ephemeral":

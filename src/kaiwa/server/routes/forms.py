@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
 from uuid import UUID
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from kaiwa.runtime.forms import FormSubmission
-from kaiwa.server.deps import CallerDep, ServicesDep
-from kaiwa.server.routes.messages import reply
+from kaiwa.server.deps import CallerDep, KeyFirstRoute, ReadSessionDep, ServicesDep
+from kaiwa.server.idempotency import IdempotencyKeyHeader, claim_of
+from kaiwa.server.routes.messages import LastEventIdHeader, reply_once
 from kaiwa.server.routes.params import ChatId
 from kaiwa.server.schemas import SubmitForm
 
-router = APIRouter(prefix="/api/v1/chats/{chat_id}", tags=["forms"])
+router = APIRouter(prefix="/api/v1/chats/{chat_id}", tags=["forms"], route_class=KeyFirstRoute)
 
 
 @router.post("/form-requests/{form_request_id}/submit")
@@ -23,6 +25,9 @@ async def submit_form(
     body: SubmitForm,
     caller: CallerDep,
     services: ServicesDep,
+    session: ReadSessionDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+    last_event_id: LastEventIdHeader = None,
 ) -> Response:
     """Check the values (400 naming a bad field; 409 when submitted already), then stream the
     rest of the turn — or, with `stream: false`, answer with its final text."""
@@ -35,5 +40,11 @@ async def submit_form(
         external_user_id=body.external_user_id,
         whitelist_mode=caller.whitelist_mode,
         include_tool_tags=body.include_tool_tags,
+        idempotency=claim_of(
+            idempotency_key, "submit_form", form_request_id, body, services.settings.idempotency_ttl
+        ),
     )
-    return await reply(services, caller, lambda: services.runtime.submit_form(submission), body)
+    start = partial(services.runtime.submit_form, submission)
+    return await reply_once(
+        services, caller, session, submission.idempotency, start, body, last_event_id
+    )

@@ -24,7 +24,13 @@ from kaiwa.knowledge.index import Indexer, Upload
 from kaiwa.knowledge.ingest import SUPPORTED_TYPES, UnsupportedType, detect_type
 from kaiwa.knowledge.search import Hit, KnowledgeSearch
 from kaiwa.protocol import ApiError, ErrorCode
-from kaiwa.server.deps import ManagerDep, ReadSessionDep, ServicesDep, SessionDep
+from kaiwa.server.deps import (
+    KeyFirstRoute,
+    ManagerDep,
+    ReadSessionDep,
+    ServicesDep,
+    SessionDep,
+)
 from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
 from kaiwa.server.routes.params import check_name
@@ -39,7 +45,9 @@ from kaiwa.store import knowledge
 from kaiwa.store.db import iso
 from kaiwa.store.models import KbDocument, KnowledgeBase
 
-router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge bases"])
+router = APIRouter(
+    prefix="/api/v1/knowledge-bases", tags=["knowledge bases"], route_class=KeyFirstRoute
+)
 B = TypeVar("B", bound=BaseModel)
 
 _DOCUMENT_BODY = {
@@ -255,7 +263,7 @@ async def _file_document(request: Request, limit: int) -> _NewDocument:
         filename = _filename(file.filename)
         if file.size is not None and file.size > limit:
             raise ApiError(
-                ErrorCode.PAYLOAD_TOO_LARGE,
+                ErrorCode.BAD_REQUEST,
                 f"file: must be at most {limit} bytes (max_upload_bytes), got {file.size}",
             )
         try:
@@ -265,7 +273,7 @@ async def _file_document(request: Request, limit: int) -> _NewDocument:
         data = await file.read()
     if len(data) > limit:
         raise ApiError(
-            ErrorCode.PAYLOAD_TOO_LARGE,
+            ErrorCode.BAD_REQUEST,
             f"file: must be at most {limit} bytes (max_upload_bytes), got {len(data)}",
         )
     if not data:

@@ -71,7 +71,8 @@ export class SSEDecoder {
 
   #line(line) {
     if (!line) return this.#dispatch();
-    if (line[0] === ":") return null; // a comment, e.g. the `: ping` keep-alive
+    // A comment: kaiwa's `: ping` keep-alive is one, a line alone that ends no event.
+    if (line[0] === ":") return null;
     const colon = line.indexOf(":");
     const field = colon === -1 ? line : line.slice(0, colon);
     let value = colon === -1 ? "" : line.slice(colon + 1);
