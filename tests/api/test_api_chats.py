@@ -26,6 +26,18 @@ async def test_create_chat_returns_the_chat_object(api: Api) -> None:
     assert listed == [chat]
 
 
+@pytest.mark.parametrize("body", [{"name": ""}, {"name": "  "}, {}])
+async def test_a_chat_without_a_name_is_untitled_until_its_first_answer_names_it(
+    api: Api, body: dict[str, Any]
+) -> None:
+    chat = data(await api.post("/api/v1/chats", json={"agent_id": api.demo_agent_id, **body}))
+    assert chat["name"] == "Untitled"
+    stream = await api.stream(chat["id"], "営業時間を教えてください")
+    (title,) = stream.of("response.chat.title.updated")
+    assert title.name != "Untitled"  # type: ignore[attr-defined]
+    assert data(await api.get("/api/v1/chats"))[0]["name"] == title.name  # type: ignore[attr-defined]
+
+
 async def test_chat_name_of_256_characters_is_accepted_and_257_is_400(api: Api) -> None:
     chat = await api.create_chat(name="名" * 256)
     assert chat["name"] == "名" * 256
@@ -41,11 +53,8 @@ async def test_chat_name_of_256_characters_is_accepted_and_257_is_400(api: Api) 
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"name": ""}, "name"),
-        ({"name": "   "}, "name"),
         ({"name": None}, "name"),
         ({"name": 12}, "name"),
-        ({}, "name"),
         ({"name": "x", "agent_id": "not-a-uuid"}, "agent_id"),
         ({"name": "x", "agent_id": None}, "agent_id"),
         ({"name": "x", "agent_id": 5}, "agent_id"),

@@ -293,6 +293,9 @@ async def test_messages_are_listed_oldest_first_and_paginated(api: Api) -> None:
     assert set(message) == fields
     meta = {"agent_profile", "reasoning_steps", "token_usage", "response_time_ms", "status"}
     assert meta <= set(message["meta"])
+    # Codeer's fields kaiwa has no value for are there, null.
+    codeer_only = ("participant_email", "related_questions", "current_step_index")
+    assert [message["meta"][field] for field in codeer_only] == [None, None, None]
     assert message["attached_files"] == []
 
 

@@ -223,6 +223,66 @@ async def test_regenerate_answers_again_and_keeps_the_old_answer_async(setup: Se
     assert [row.role for row in rows].count("user") == 1
 
 
+# -- idempotency keys --------------------------------------------------------------------------
+
+
+def test_every_send_has_its_own_key_and_a_repeated_key_answers_once(setup: Setup) -> None:
+    agent = setup.quick_agent
+    with Client(base_url=setup.server.base_url, api_key=setup.key) as client:
+        chat = client.chats.create(name="idempotent", agent_id=agent)
+        # The same message twice without a key of the caller's: two turns.
+        client.messages.send(chat.id, "同じ質問", agent_id=agent)
+        client.messages.send(chat.id, "同じ質問", agent_id=agent)
+        # With one key of the caller's, repeated: one turn, the same answer.
+        first = client.messages.send(chat.id, "一度だけ", agent_id=agent, idempotency_key="k1")
+        with client.messages.stream(
+            chat.id, "一度だけ", agent_id=agent, idempotency_key="k1-stream"
+        ) as stream:
+            streamed = stream.final_text()
+        again = client.messages.send(chat.id, "一度だけ", agent_id=agent, idempotency_key="k1")
+        with client.messages.stream(
+            chat.id, "一度だけ", agent_id=agent, idempotency_key="k1-stream"
+        ) as replay:
+            replayed = replay.final_text()
+        with pytest.raises(ConflictError, match="different request"):
+            client.messages.send(chat.id, "別の質問", agent_id=agent, idempotency_key="k1")
+        rows = list(client.messages.iter_all(chat.id))
+    assert first == again == streamed == replayed == QUICK_ANSWER
+    assert [row.content for row in rows if row.role == "user"] == [
+        "同じ質問",
+        "同じ質問",
+        "一度だけ",
+        "一度だけ",
+    ]
+
+
+async def test_every_send_has_its_own_key_and_a_repeated_key_answers_once_async(
+    setup: Setup,
+) -> None:
+    agent = setup.quick_agent
+    async with AsyncClient(base_url=setup.server.base_url, api_key=setup.key) as client:
+        chat = await client.chats.create(name="idempotent", agent_id=agent)
+        await client.messages.send(chat.id, "同じ質問", agent_id=agent)
+        await client.messages.send(chat.id, "同じ質問", agent_id=agent)
+        first = await client.messages.send(
+            chat.id, "一度だけ", agent_id=agent, idempotency_key="k2"
+        )
+        again = await client.messages.send(
+            chat.id, "一度だけ", agent_id=agent, idempotency_key="k2"
+        )
+        batch = {"agent_id": agent, "requests": [{"custom_id": "a", "message": "q"}]}
+        one = await client.batches.create(**batch, idempotency_key="b2")  # type: ignore[arg-type]
+        two = await client.batches.create(**batch, idempotency_key="b2")  # type: ignore[arg-type]
+        rows = [row async for row in client.messages.iter_all(chat.id)]
+    assert first == again == QUICK_ANSWER
+    assert one.id == two.id
+    assert [row.content for row in rows if row.role == "user"] == [
+        "同じ質問",
+        "同じ質問",
+        "一度だけ",
+    ]
+
+
 # -- stream.cancel() ---------------------------------------------------------------------------
 
 

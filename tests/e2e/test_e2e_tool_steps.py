@@ -106,7 +106,7 @@ def test_retrieve_context_finds_the_passage_and_the_answer_cites_it(server: Kaiw
     streamed = ask(server, agent_id, "土曜日の営業時間を教えてください")
     ((start, end),) = steps(streamed)
     assert start["type"] == "consultant_retrieve_context_source"
-    assert start["tool_name"] == "retrieve_context"
+    assert start["tool_name"] == "retrieve_context_objs"
     assert start["args"] == {"query": "土曜日の営業時間を教えてください"}
     assert "ナレッジベースを検索" in start["content"]
     assert end["result"]["success"] is True

@@ -12,7 +12,7 @@ export type StepType =
 export type ToolName =
   | "search_web"
   | "fetch_web_content"
-  | "retrieve_context"
+  | "retrieve_context_objs"
   | "call_agent"
   | "request_form"
   | "lookup";

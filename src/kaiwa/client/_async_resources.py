@@ -145,6 +145,7 @@ class AsyncMessages(_Resource):
         on_disconnect: OnDisconnect | None = None,
         if_busy: IfBusy | None = None,
         timeout: float | httpx.Timeout | None = None,  # noqa: ASYNC109 (httpx's, per read)
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a message and wait for the whole answer (`stream: false`): its text.
 
@@ -163,6 +164,7 @@ class AsyncMessages(_Resource):
                 on_disconnect=on_disconnect,
                 if_busy=if_busy,
                 timeout=timeout,
+                idempotency_key=idempotency_key,
             )
         )
 
@@ -177,6 +179,7 @@ class AsyncMessages(_Resource):
         include_tool_tags: bool | None = None,
         on_disconnect: OnDisconnect | None = None,
         if_busy: IfBusy | None = None,
+        idempotency_key: str | None = None,
     ) -> AsyncStream:
         """Send a message and stream the answer: use the result in a `with` block."""
         call = calls.send_message(
@@ -189,6 +192,7 @@ class AsyncMessages(_Resource):
             include_tool_tags=include_tool_tags,
             on_disconnect=on_disconnect,
             if_busy=if_busy,
+            idempotency_key=idempotency_key,
         )
         return self._stream(call, chat_id)
 
@@ -202,6 +206,7 @@ class AsyncMessages(_Resource):
         on_disconnect: OnDisconnect | None = None,
         if_busy: IfBusy | None = None,
         timeout: float | httpx.Timeout | None = None,  # noqa: ASYNC109 (httpx's, per read)
+        idempotency_key: str | None = None,
     ) -> str:
         """A new answer to the chat's last user message (the previous one is kept, superseded)."""
         return await self._client._call(
@@ -214,6 +219,7 @@ class AsyncMessages(_Resource):
                 on_disconnect=on_disconnect,
                 if_busy=if_busy,
                 timeout=timeout,
+                idempotency_key=idempotency_key,
             )
         )
 
@@ -226,6 +232,7 @@ class AsyncMessages(_Resource):
         include_tool_tags: bool | None = None,
         on_disconnect: OnDisconnect | None = None,
         if_busy: IfBusy | None = None,
+        idempotency_key: str | None = None,
     ) -> AsyncStream:
         """`regenerate`, streamed: use the result in a `with` block."""
         call = calls.regenerate(
@@ -236,6 +243,7 @@ class AsyncMessages(_Resource):
             include_tool_tags=include_tool_tags,
             on_disconnect=on_disconnect,
             if_busy=if_busy,
+            idempotency_key=idempotency_key,
         )
         return self._stream(call, chat_id)
 
@@ -254,6 +262,7 @@ class AsyncForms(_Resource):
         include_tool_tags: bool | None = None,
         on_disconnect: OnDisconnect | None = None,
         timeout: float | httpx.Timeout | None = None,  # noqa: ASYNC109 (httpx's, per read)
+        idempotency_key: str | None = None,
     ) -> str:
         """Submit the values and wait for the rest of the answer: its text.
 
@@ -271,6 +280,7 @@ class AsyncForms(_Resource):
                 include_tool_tags=include_tool_tags,
                 on_disconnect=on_disconnect,
                 timeout=timeout,
+                idempotency_key=idempotency_key,
             )
         )
 
@@ -284,6 +294,7 @@ class AsyncForms(_Resource):
         external_user_id: str | None = None,
         include_tool_tags: bool | None = None,
         on_disconnect: OnDisconnect | None = None,
+        idempotency_key: str | None = None,
     ) -> AsyncStream:
         """`submit`, streamed (a new response of the same turn): use it in a `with` block."""
         call = calls.submit_form(
@@ -295,6 +306,7 @@ class AsyncForms(_Resource):
             external_user_id=external_user_id,
             include_tool_tags=include_tool_tags,
             on_disconnect=on_disconnect,
+            idempotency_key=idempotency_key,
         )
         return self._stream(call, chat_id)
 

@@ -105,6 +105,7 @@ class Call(Generic[T]):
     form: Mapping[str, str] | None = None
     """Multipart text fields."""
     accept: str = "application/json"
+    headers: Mapping[str, str] | None = None
 
 
 def segment(value: object) -> str:
@@ -169,7 +170,10 @@ class BaseClient:
             json=call.json,
             files=call.files,
             form=call.form,
-            headers={"accept": "text/event-stream" if stream else call.accept},
+            headers={
+                "accept": "text/event-stream" if stream else call.accept,
+                **(call.headers or {}),
+            },
             timeout=call.timeout,
         )
 

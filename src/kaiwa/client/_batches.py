@@ -34,6 +34,7 @@ class Batches(_Resource):
         requests: Sequence[BatchRequest],
         *,
         webhook: BatchWebhook | None = None,
+        idempotency_key: str | None = None,
     ) -> Batch:
         """Store a batch of 1–1000 requests; they run in the background.
 
@@ -42,7 +43,12 @@ class Batches(_Resource):
         stored.
         """
         return self._client._call(
-            calls.create_batch(agent_id=agent_id, requests=requests, webhook=webhook)
+            calls.create_batch(
+                agent_id=agent_id,
+                requests=requests,
+                webhook=webhook,
+                idempotency_key=idempotency_key,
+            )
         )
 
     def list(self, *, limit: int = calls.DEFAULT_LIMIT, offset: int = 0) -> Page[Batch]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, Required, TypedDict, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 from pydantic import BaseModel, JsonValue
@@ -186,6 +186,7 @@ def send_message(
     on_disconnect: OnDisconnect | None = None,
     if_busy: IfBusy | None = None,
     timeout: float | httpx.Timeout | None = None,
+    idempotency_key: str | None = None,
 ) -> Call[str]:
     files: list[JsonValue] | None = None
     if attached_file_uuids is not None:
@@ -201,7 +202,8 @@ def send_message(
         if_busy=if_busy,
     )
     path = f"/chats/{segment(chat_id)}/messages"
-    return Call("POST", path, _text, json=body, timeout=_timeout(timeout))
+    headers = _idempotent(idempotency_key)
+    return Call("POST", path, _text, json=body, timeout=_timeout(timeout), headers=headers)
 
 
 def regenerate(
@@ -214,6 +216,7 @@ def regenerate(
     on_disconnect: OnDisconnect | None = None,
     if_busy: IfBusy | None = None,
     timeout: float | httpx.Timeout | None = None,
+    idempotency_key: str | None = None,
 ) -> Call[str]:
     body = _body(
         agent_id=str(agent_id),
@@ -224,7 +227,8 @@ def regenerate(
         if_busy=if_busy,
     )
     path = f"/chats/{segment(chat_id)}/regenerate"
-    return Call("POST", path, _text, json=body, timeout=_timeout(timeout))
+    headers = _idempotent(idempotency_key)
+    return Call("POST", path, _text, json=body, timeout=_timeout(timeout), headers=headers)
 
 
 def submit_form(
@@ -238,6 +242,7 @@ def submit_form(
     include_tool_tags: bool | None = None,
     on_disconnect: OnDisconnect | None = None,
     timeout: float | httpx.Timeout | None = None,
+    idempotency_key: str | None = None,
 ) -> Call[str]:
     body = _body(
         values=dict(values),
@@ -248,7 +253,14 @@ def submit_form(
         on_disconnect=on_disconnect,
     )
     path = f"/chats/{segment(chat_id)}/form-requests/{segment(form_request_id)}/submit"
-    return Call("POST", path, _text, json=body, timeout=_timeout(timeout))
+    headers = _idempotent(idempotency_key)
+    return Call("POST", path, _text, json=body, timeout=_timeout(timeout), headers=headers)
+
+
+def _idempotent(key: str | None) -> dict[str, str]:
+    """The `Idempotency-Key` header: the caller's key, else a new one. A request repeated
+    with the same key (within 24 h) gets the first one's answer instead of starting another."""
+    return {"idempotency-key": key if key is not None else str(uuid4())}
 
 
 def _timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout | None:
@@ -502,14 +514,19 @@ def _batch_webhook(webhook: BatchWebhook) -> JsonValue:
 
 
 def create_batch(
-    *, agent_id: AgentId, requests: Sequence[BatchRequest], webhook: BatchWebhook | None = None
+    *,
+    agent_id: AgentId,
+    requests: Sequence[BatchRequest],
+    webhook: BatchWebhook | None = None,
+    idempotency_key: str | None = None,
 ) -> Call[Batch]:
     body = _body(
         agent_id=str(agent_id),
         requests=[_batch_request(request) for request in requests],
         webhook=_batch_webhook(webhook) if webhook is not None else None,
     )
-    return Call("POST", "/batches", _model(Batch), json=body)
+    headers = _idempotent(idempotency_key)
+    return Call("POST", "/batches", _model(Batch), json=body, headers=headers)
 
 
 def list_batches(*, limit: int = DEFAULT_LIMIT, offset: int = 0) -> Call[Page[Batch]]:

@@ -8,7 +8,9 @@
         chat = await client.chats.create(name="support", agent_id=AGENT)
 
 Both take `KAIWA_BASE_URL` and `KAIWA_API_KEY` from the environment when not given. Requests
-that are not streams are never retried: a send that failed may still have been received.
+that are not streams are never retried. Every send, regenerate, form submit and batch create
+carries an `Idempotency-Key` (pass `idempotency_key=` to choose it): after a failure, calling
+again with the same key gets the first call's answer if it was received, never a second one.
 """
 
 from __future__ import annotations

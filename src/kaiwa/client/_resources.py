@@ -148,6 +148,7 @@ class Messages(_Resource):
         on_disconnect: OnDisconnect | None = None,
         if_busy: IfBusy | None = None,
         timeout: float | httpx.Timeout | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a message and wait for the whole answer (`stream: false`): its text.
 
@@ -166,6 +167,7 @@ class Messages(_Resource):
                 on_disconnect=on_disconnect,
                 if_busy=if_busy,
                 timeout=timeout,
+                idempotency_key=idempotency_key,
             )
         )
 
@@ -180,6 +182,7 @@ class Messages(_Resource):
         include_tool_tags: bool | None = None,
         on_disconnect: OnDisconnect | None = None,
         if_busy: IfBusy | None = None,
+        idempotency_key: str | None = None,
     ) -> Stream:
         """Send a message and stream the answer: use the result in a `with` block."""
         call = calls.send_message(
@@ -192,6 +195,7 @@ class Messages(_Resource):
             include_tool_tags=include_tool_tags,
             on_disconnect=on_disconnect,
             if_busy=if_busy,
+            idempotency_key=idempotency_key,
         )
         return self._stream(call, chat_id)
 
@@ -205,6 +209,7 @@ class Messages(_Resource):
         on_disconnect: OnDisconnect | None = None,
         if_busy: IfBusy | None = None,
         timeout: float | httpx.Timeout | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """A new answer to the chat's last user message (the previous one is kept, superseded)."""
         return self._client._call(
@@ -217,6 +222,7 @@ class Messages(_Resource):
                 on_disconnect=on_disconnect,
                 if_busy=if_busy,
                 timeout=timeout,
+                idempotency_key=idempotency_key,
             )
         )
 
@@ -229,6 +235,7 @@ class Messages(_Resource):
         include_tool_tags: bool | None = None,
         on_disconnect: OnDisconnect | None = None,
         if_busy: IfBusy | None = None,
+        idempotency_key: str | None = None,
     ) -> Stream:
         """`regenerate`, streamed: use the result in a `with` block."""
         call = calls.regenerate(
@@ -239,6 +246,7 @@ class Messages(_Resource):
             include_tool_tags=include_tool_tags,
             on_disconnect=on_disconnect,
             if_busy=if_busy,
+            idempotency_key=idempotency_key,
         )
         return self._stream(call, chat_id)
 
@@ -257,6 +265,7 @@ class Forms(_Resource):
         include_tool_tags: bool | None = None,
         on_disconnect: OnDisconnect | None = None,
         timeout: float | httpx.Timeout | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Submit the values and wait for the rest of the answer: its text.
 
@@ -274,6 +283,7 @@ class Forms(_Resource):
                 include_tool_tags=include_tool_tags,
                 on_disconnect=on_disconnect,
                 timeout=timeout,
+                idempotency_key=idempotency_key,
             )
         )
 
@@ -287,6 +297,7 @@ class Forms(_Resource):
         external_user_id: str | None = None,
         include_tool_tags: bool | None = None,
         on_disconnect: OnDisconnect | None = None,
+        idempotency_key: str | None = None,
     ) -> Stream:
         """`submit`, streamed (a new response of the same turn): use it in a `with` block."""
         call = calls.submit_form(
@@ -298,6 +309,7 @@ class Forms(_Resource):
             external_user_id=external_user_id,
             include_tool_tags=include_tool_tags,
             on_disconnect=on_disconnect,
+            idempotency_key=idempotency_key,
         )
         return self._stream(call, chat_id)
 

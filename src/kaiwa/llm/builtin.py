@@ -8,7 +8,7 @@ message, shortened.
 
 The rules, in order:
 - `request_form`: asked for first, alone, once per chat;
-- in the first round: `retrieve_context` with the message, `fetch_web_content` for each http(s)
+- in the first round: `retrieve_context_objs` with the message, `fetch_web_content` for each http(s)
   URL in it, `lookup` with the message, `call_agent` for each agent the message names;
 - `search_web` with the message when nothing found so far is relevant;
 - then the answer.
@@ -118,8 +118,8 @@ def _respond(
         return _ASK_FORM[language], [_call("request_form", {})]
     first: list[ToolCall] = []
     if not called - {"request_form"}:
-        if "retrieve_context" in offered:
-            first.append(_call("retrieve_context", {"query": question}))
+        if "retrieve_context_objs" in offered:
+            first.append(_call("retrieve_context_objs", {"query": question}))
         if "fetch_web_content" in offered:
             urls = dict.fromkeys(url.rstrip(".,;:!?") for url in _URL.findall(question))
             first.extend(_call("fetch_web_content", {"url": url}) for url in urls)

@@ -22,7 +22,7 @@ StepType = Literal[
 ToolName = Literal[
     "search_web",
     "fetch_web_content",
-    "retrieve_context",
+    "retrieve_context_objs",
     "call_agent",
     "request_form",
     "lookup",
@@ -32,7 +32,7 @@ ToolName = Literal[
 TOOL_NAMES: dict[str, str] = {
     "consultant_search_web": "search_web",
     "consultant_fetch_web_content": "fetch_web_content",
-    "consultant_retrieve_context_source": "retrieve_context",
+    "consultant_retrieve_context_source": "retrieve_context_objs",
     "consultant_call_agent": "call_agent",
     "consultant_request_form": "request_form",
     "consultant_lookup": "lookup",

@@ -50,9 +50,9 @@ def too_deep(value: object, max_depth: int = MAX_JSON_DEPTH) -> bool:
 
 
 def parse_json(raw: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> object:
-    """Strict JSON (no NaN or Infinity) nested at most `max_depth` levels; else `ValueError`.
+    """Strict JSON nested at most `max_depth` levels; else `ValueError`, never `RecursionError`.
 
-    Never `RecursionError`: the parser itself stops at 200 levels.
+    The parser itself stops at 200 levels, and refuses the `NaN` and `Infinity` literals.
     """
     value = from_json(raw, allow_inf_nan=False)
     if too_deep(value, max_depth):

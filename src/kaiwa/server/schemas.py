@@ -106,7 +106,8 @@ class _Body(BaseModel):
 
 
 class CreateChat(_Body):
-    name: Text
+    name: Text = ""
+    """Empty (or left out): `UNTITLED` until the first answer's title names it."""
     agent_id: UUID
     external_user_id: ColumnText | None = None
 
@@ -251,8 +252,12 @@ def message_out(
         "created_at": iso(message.created_at),
         "meta": {
             "agent_profile": meta.get("agent_profile"),
+            # Codeer's: kaiwa knows no end user's email and suggests no follow-up questions.
+            "participant_email": meta.get("participant_email"),
             "reasoning_steps": meta.get("reasoning_steps"),
             "token_usage": meta.get("token_usage"),
+            "related_questions": meta.get("related_questions"),
+            "current_step_index": meta.get("current_step_index"),
             "response_time_ms": meta.get("response_time_ms"),
             "status": message.status,
             "response_id": message.response_id,

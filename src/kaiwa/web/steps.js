@@ -14,7 +14,8 @@ import { h, link, markLanguage, replace } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 
 const LABELS = {
-  retrieve_context: "Knowledge base search",
+  retrieve_context_objs: "Knowledge base search",
+  retrieve_context: "Knowledge base search", // its name in answers stored before 0.2
   search_web: "Web search",
   fetch_web_content: "Reading a web page",
   call_agent: "Asking another agent",
@@ -92,6 +93,7 @@ function renderStep(item, step) {
 
 function details(tool, data) {
   switch (tool) {
+    case "retrieve_context_objs":
     case "retrieve_context":
       return [sources(data.sources, (s) => [h("strong", {}, s.title || "Untitled"), score(s)])];
     case "lookup":

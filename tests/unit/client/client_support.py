@@ -87,8 +87,12 @@ def frames(events: list[Event], *, first_id: int = 1, done: bool = True) -> byte
 
 
 def frame_ends(body: bytes) -> list[int]:
-    """The offsets just after each frame's blank line."""
+    """The offsets just after the opening ping (index 0, as if it were a frame: it is one line,
+    with no blank line of its own) and after each frame's blank line (index n: the n-th frame)."""
     ends, start = [], 0
+    if body.startswith(PING):
+        start = len(PING)
+        ends.append(start)
     while (found := body.find(b"\n\n", start)) != -1:
         start = found + 2
         ends.append(start)

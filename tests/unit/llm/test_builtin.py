@@ -185,7 +185,7 @@ async def test_first_round_calls_every_fitting_tool_with_the_message() -> None:
     request = ModelRequest(
         messages=[ChatMessage("user", question)],
         tools=[
-            tool("retrieve_context"),
+            tool("retrieve_context_objs"),
             tool("fetch_web_content"),
             tool("lookup"),
             tool("call_agent", **AGENTS),
@@ -193,7 +193,7 @@ async def test_first_round_calls_every_fitting_tool_with_the_message() -> None:
         ],
     )
     assert calls_of(await run(request)) == [
-        ("retrieve_context", {"query": question}),
+        ("retrieve_context_objs", {"query": question}),
         ("fetch_web_content", {"url": "https://example.com/a"}),
         ("fetch_web_content", {"url": "http://example.org/b"}),
         ("lookup", {"query": question}),
@@ -202,7 +202,7 @@ async def test_first_round_calls_every_fitting_tool_with_the_message() -> None:
 
 
 async def test_a_form_is_asked_for_first_alone_and_once() -> None:
-    tools = [tool("request_form"), tool("retrieve_context")]
+    tools = [tool("request_form"), tool("retrieve_context_objs")]
     first = await run(ModelRequest(messages=[ChatMessage("user", "予約したい")], tools=tools))
     assert calls_of(first) == [("request_form", {})]
     assert "フォーム" in text_of(first)
@@ -215,13 +215,13 @@ async def test_a_form_is_asked_for_first_alone_and_once() -> None:
         ChatMessage("user", "営業時間は?"),
     ]
     again = await run(ModelRequest(messages=later, tools=tools))
-    assert calls_of(again) == [("retrieve_context", {"query": "営業時間は?"})]
+    assert calls_of(again) == [("retrieve_context_objs", {"query": "営業時間は?"})]
 
 
 async def test_web_search_only_when_nothing_relevant_was_found() -> None:
     question = "What are the opening hours?"
-    tools = [tool("retrieve_context"), tool("search_web")]
-    retrieved = ToolCall(id="r1", name="retrieve_context", arguments={"query": question})
+    tools = [tool("retrieve_context_objs"), tool("search_web")]
+    retrieved = ToolCall(id="r1", name="retrieve_context_objs", arguments={"query": question})
     empty = [
         ChatMessage("user", question),
         ChatMessage("assistant", "", tool_calls=(retrieved,)),

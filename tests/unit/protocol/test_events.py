@@ -30,7 +30,7 @@ IDS = {"response_id": "resp_01", "chat_id": 12345}
 STEP_START = StepStart(
     id="step_1",
     type="consultant_retrieve_context_source",
-    tool_name="retrieve_context",
+    tool_name="retrieve_context_objs",
     content="ナレッジベースを検索しています",
     args={"query": "営業時間", "top_k": 3, "filters": {"tags": ["faq"]}},
     timestamp="2025-01-02T03:04:05Z",
@@ -38,7 +38,7 @@ STEP_START = StepStart(
 STEP_END = StepEnd(
     id="step_1",
     type="consultant_retrieve_context_source",
-    tool_name="retrieve_context",
+    tool_name="retrieve_context_objs",
     result=StepResult(success=True, data=[{"id": "src_1", "title": "FAQ", "score": 0.87}]),
     timestamp="2025-01-02T03:04:06Z",
     token_usage=TokenUsage(total_prompt_tokens=5, total_tokens=5, total_calls=1),

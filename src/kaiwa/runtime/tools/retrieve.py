@@ -1,4 +1,4 @@
-"""`retrieve_context`: search the agent's knowledge bases."""
+"""`retrieve_context_objs`: search the agent's knowledge bases."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ TOP_K = 5
 
 class RetrieveTool(Tool):
     step_type = "consultant_retrieve_context_source"
-    tool_name = "retrieve_context"
+    tool_name = "retrieve_context_objs"
 
     def __init__(self, knowledge: KnowledgeSearch, knowledge_base_ids: Sequence[str]) -> None:
         self._knowledge = knowledge

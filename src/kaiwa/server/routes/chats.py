@@ -23,6 +23,9 @@ from kaiwa.server.routes.params import ChatId, check_name
 from kaiwa.server.schemas import CreateChat, RenameChat, Text, agent_out, chat_out
 from kaiwa.store import agents, chats
 
+UNTITLED = "Untitled"
+"""The name of a chat created without one (as Codeer does), until its title is generated."""
+
 router = APIRouter(prefix="/api/v1/chats", tags=["chats"], route_class=KeyFirstRoute)
 
 OrderBy = Literal["created_at", "-created_at", "asc", "ascending", "desc", "descending"]
@@ -39,7 +42,9 @@ async def published_agents(caller: CallerDep, session: ReadSessionDep) -> JSONRe
 async def create_chat(
     body: CreateChat, caller: CallerDep, session: SessionDep, services: ServicesDep
 ) -> JSONResponse:
-    check_name(body.name, services.settings.max_name_chars)
+    name = body.name.strip() and body.name
+    if name:
+        check_name(name, services.settings.max_name_chars)
     await check_end_user(session, caller, body.external_user_id, required=True)
     agent = await agents.get_agent(session, caller.workspace_id, str(body.agent_id))
     if agent is None:
@@ -47,7 +52,7 @@ async def create_chat(
     chat = await chats.create_chat(
         session,
         caller.workspace_id,
-        name=body.name,
+        name=name or UNTITLED,
         agent_id=agent.id,
         external_user_id=body.external_user_id,
     )
