@@ -4,7 +4,8 @@ The endpoints are read from the app's OpenAPI document, so a new route is covere
 exists. Each example sends one request to one of them: an object made of the route's own field
 names (or any JSON at all) whose values are valid, of the wrong type, huge, empty, Japanese,
 with a lone surrogate or a NUL, or nested thousands deep; or random multipart parts; under a
-content type that may not match; with the management key, a chat key, a wrong key or none.
+content type that may not match; with the management key, a chat key, a wrong key or none;
+at times with an `Idempotency-Key`.
 It checks:
 
 - never a 5xx;
@@ -26,7 +27,7 @@ import json
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -95,7 +96,7 @@ class Target:
     endpoints: list[Endpoint]
     ids: dict[str, list[str]]
     """Real ids by path parameter name, for requests that get past the lookup."""
-    good: dict[str, Any] = field(default_factory=dict)
+    good: dict[str, Any]
     """A valid value of each field name, where one exists."""
 
     def counts(self) -> dict[str, int]:
@@ -226,7 +227,9 @@ _DEEP = "\x00deep\x00"
 """Stands for a deeply nested value until the body is encoded (`json.dumps` would recurse)."""
 
 surrogates = st.sampled_from(["\ud800", "\udfff", "\udbff\udc00x\ud83d"])
-japanese = st.sampled_from(["こんにちは", "日本語のテキスト", "ｶﾀｶﾅ", "𠮷野家", "東京都\u3000渋谷区"])
+japanese = st.sampled_from(
+    ["こんにちは", "日本語のテキスト", "ｶﾀｶﾅ", "𠮷野家", "東京都\u3000渋谷区"]
+)
 texts = st.one_of(
     st.text(max_size=30),
     japanese,
@@ -244,8 +247,10 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars | st.just(_DEEP),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8) | japanese | surrogates, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | japanese | surrogates, children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -365,8 +370,11 @@ def cases(draw: st.DrawFn, target: Target) -> Case:
     body = draw(multipart_bodies()) if multipart else draw(json_bodies(target, endpoint))
     natural = f"multipart/form-data; boundary={BOUNDARY}" if multipart else "application/json"
     content_type = draw(
-        st.sampled_from([natural] * 12 + [None, "text/plain", "multipart/form-data"])
-        | st.sampled_from(["application/json; charset=latin-1", "application/x-www-form-urlencoded"])
+        st.sampled_from(
+            [natural] * 12
+            + [None, "text/plain", "multipart/form-data", "application/json; charset=latin-1"]
+            + ["application/x-www-form-urlencoded"]
+        )
     )
     key = draw(st.sampled_from(["management"] * 5 + ["chat", "none", "wrong", "blank"]))
     headers: dict[str, Any] = {}
@@ -380,6 +388,9 @@ def cases(draw: st.DrawFn, target: Target) -> Case:
     }.get(key)
     if credential is not None:
         headers["x-api-key"] = credential
+    retry = draw(st.none() | st.sampled_from([b"retry-1", b"retry-1", b"", b"\xe3\x81\x82"]))
+    if retry is not None:
+        headers["idempotency-key"] = retry
     return Case(endpoint, url, key, headers, body)
 
 
@@ -406,7 +417,10 @@ def check(target: Target, case: Case) -> None:
         assert target.counts() == before, described
 
 
-def test_the_endpoints_are_read_from_the_openapi_document(tmp_path: Path) -> None:
+def test_the_endpoints_are_read_from_the_openapi_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAIWA_CONFIG", str(tmp_path / "absent.toml"))
     app = create_app(Settings(data_dir=tmp_path))
     found = {(endpoint.method, endpoint.path) for endpoint in endpoints(app.openapi())}
     assert ("POST", "/api/v1/chats/upload-file") in found

@@ -24,3 +24,18 @@ def test_a_resume_token_never_reaches_the_access_log(kaiwa_server: Any) -> None:
     log = kaiwa_server.log_text()
     assert wanted in log
     assert token not in log
+
+
+def test_a_key_sent_in_any_query_parameter_never_reaches_the_access_log(kaiwa_server: Any) -> None:
+    key = kaiwa_server.api_key
+    for name in ("key", "api_key", "x-api-key", "auth"):
+        kaiwa_server.client.get("/api/v1/chats", params={name: key, "limit": 1})
+    wanted = [f"/api/v1/chats?{name}=[redacted]&limit=1" for name in ("key", "api_key", "auth")]
+    for _ in range(100):
+        if all(line in kaiwa_server.log_text() for line in wanted):
+            break
+        time.sleep(0.02)
+    log = kaiwa_server.log_text()
+    assert all(line in log for line in wanted), log[-2000:]
+    assert key not in log
+    assert key[3:] not in log

@@ -239,6 +239,11 @@ export interface TurnOptions {
   onDisconnect?: "continue" | "cancel";
   /** [ext] A response already runs on the chat: `reject` (409, default) or `interrupt` it. */
   ifBusy?: "reject" | "interrupt";
+  /**
+   * Sent as `Idempotency-Key` (a new one when not given): repeating the call with the same key
+   * gets the first call's answer, never a second one.
+   */
+  idempotencyKey?: string;
 }
 
 export interface SendOptions extends TurnOptions {
@@ -301,6 +306,8 @@ export declare class Responses {
 export interface FormOptions {
   /** When given, it must be the chat's agent. */
   agentId?: string;
+  /** Sent as `Idempotency-Key` (a new one when not given). */
+  idempotencyKey?: string;
   externalUserId?: string;
   includeToolTags?: boolean;
   onDisconnect?: "continue" | "cancel";

@@ -119,6 +119,36 @@ test("regenerate answers again and keeps the old answers, superseded", TIMEOUT, 
   assert.equal(rows.filter((row) => row.role === "user").length, 1);
 });
 
+test("every send has its own idempotency key; a repeated key answers once", TIMEOUT, async () => {
+  const agentId = env.KAIWA_QUICK_AGENT_ID;
+  const chat = await direct.chats.create({ name: "idempotent", agentId });
+  // The same message twice, keys left to the client: two turns.
+  await direct.messages.send(chat.id, { message: "同じ質問", agentId });
+  await direct.messages.send(chat.id, { message: "同じ質問", agentId });
+  // One key of the caller's, sent three times (streamed once): one turn, the same answer.
+  const options = { message: "一度だけ", agentId, idempotencyKey: "js-1" };
+  const first = await direct.messages.send(chat.id, options);
+  const again = await direct.messages.send(chat.id, options);
+  const streamed = await direct.messages
+    .stream(chat.id, { ...options, idempotencyKey: "js-stream" })
+    .finalText();
+  const replayed = await direct.messages
+    .stream(chat.id, { ...options, idempotencyKey: "js-stream" })
+    .finalText();
+  await assert.rejects(
+    direct.messages.send(chat.id, { ...options, message: "別の質問" }),
+    (error) => error.status === 409 && /different request/.test(error.message),
+  );
+  const rows = [];
+  for await (const row of direct.messages.iterAll(chat.id)) rows.push(row);
+
+  assert.deepEqual([first, again, streamed, replayed], Array(4).fill(QUICK_ANSWER));
+  assert.deepEqual(
+    rows.filter((row) => row.role === "user").map((row) => row.content),
+    ["同じ質問", "同じ質問", "一度だけ", "一度だけ"],
+  );
+});
+
 test("feedback on an answer is given, then replaced", TIMEOUT, async () => {
   const agentId = env.KAIWA_QUICK_AGENT_ID;
   const chat = await direct.chats.create({ name: "feedback", agentId });

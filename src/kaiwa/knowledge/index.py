@@ -30,7 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kaiwa.knowledge.chunk import chunk_text
 from kaiwa.knowledge.embed import Embedder, EmbeddingError
-from kaiwa.knowledge.ingest import DEFAULT_LIMITS, Extracted, InflateLimits, IngestError, extract_text
+from kaiwa.knowledge.ingest import (
+    DEFAULT_LIMITS,
+    Extracted,
+    InflateLimits,
+    IngestError,
+    extract_text,
+)
 from kaiwa.knowledge.terms import counted_terms
 from kaiwa.store import knowledge as store
 from kaiwa.store.db import transaction

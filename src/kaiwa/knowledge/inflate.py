@@ -5,7 +5,7 @@
     budget.spend(len(chunk))                                # raises `TooLarge` past the limit
 
 A document may inflate to `max_bytes` in all, and to `max_ratio` times its own size, whichever is
-less: a 256 KiB upload gets 25.6 MiB, a 20 MiB one 100 MiB. The checks inflate in chunks and drop
+less: a 256 KiB upload gets 25 MiB, a 20 MiB one 100 MiB. The checks inflate in chunks and drop
 what they read, so refusing a bomb costs a few hundred KiB of memory, never what the bomb would
 have become; the parsers that run after them only inflate what was counted.
 

@@ -88,7 +88,8 @@ def read_pdf(data: bytes, limits: InflateLimits) -> tuple[str, list[str]]:
 class _CountingReader(PdfReader):
     def __init__(self, stream: io.BytesIO, budget: Budget) -> None:
         self._inflate_budget = budget
-        self._counted: set[int] = set()
+        # Held, so that no other stream is ever given the id of one counted.
+        self._counted: dict[int, EncodedStreamObject] = {}
         super().__init__(stream)
 
     def get_object(self, indirect_reference: int | IndirectObject) -> PdfObject | None:
@@ -96,7 +97,7 @@ class _CountingReader(PdfReader):
         if isinstance(found, EncodedStreamObject) and id(found) not in self._counted:
             # Counted again when resolved again after a refusal: it stays refused.
             _count(found, self._inflate_budget)
-            self._counted.add(id(found))
+            self._counted[id(found)] = found
         return found
 
 
@@ -147,5 +148,5 @@ def _decode(stream: EncodedStreamObject, budget: Budget) -> None:
 
 @contextmanager
 def _output_limits(size: int) -> Iterator[None]:
-    with apply_configuration(**dict.fromkeys(_OUTPUT_LIMITS, max(1, size))):
+    with apply_configuration(None, **dict.fromkeys(_OUTPUT_LIMITS, max(1, size))):
         yield

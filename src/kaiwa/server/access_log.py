@@ -9,12 +9,17 @@ from __future__ import annotations
 import logging
 import re
 
-_SECRET = re.compile(r"([?&](?:token|api_key|x-api-key|key)=)[^&#\s]*", re.IGNORECASE)
+# A secret parameter by its name, or any parameter whose value is a kaiwa key (`kw_…`, also
+# percent-encoded as `kw%5F…`), whatever its name.
+_SECRET = re.compile(
+    r"([?&](?:(?:token|api_key|api-key|x-api-key|key)=|[^=&#\s]*=(?=kw(?:_|%5f))))[^&#\s]*",
+    re.IGNORECASE,
+)
 _REDACTED = r"\1[redacted]"
 
 
 def redact(path: str) -> str:
-    """`/events?token=abc&after=3` → `/events?token=[redacted]&after=3`."""
+    """`/events?token=abc&after=3` → `/events?token=[redacted]&after=3`; `?auth=kw_…` too."""
     return _SECRET.sub(_REDACTED, path) if "=" in path else path
 
 

@@ -31,7 +31,7 @@ class BodyLimitMiddleware:
     """Answers 413/10011 when a body is over its limit, by header or by what actually arrives.
 
     Bodies are limited to `max_bytes`, but for upload routes, which get `max_upload_bytes` (plus
-    room for the multipart framing) and answer 400/10006 as Codeer does for a file too large;
+    room for the multipart framing) and answer 400/10006, as Codeer does for a file too large;
     each route still checks the file's own size.
     """
 

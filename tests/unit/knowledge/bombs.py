@@ -70,19 +70,24 @@ def member(name: str, data: bytes, *, declared: int | None = None) -> Member:
     return (name, raw, zlib.crc32(data), len(data) if declared is None else declared)
 
 
+_MAIN = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+_RELATIONSHIPS = "application/vnd.openxmlformats-package.relationships+xml"
+_OFFICE_DOCUMENT = (
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"
+)
 _CONTENT_TYPES = (
-    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-    b'<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-    b'<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-    b'<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>'
-    b"</Types>"
-)  # fmt: skip
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    f'<Default Extension="rels" ContentType="{_RELATIONSHIPS}"/>'
+    f'<Override PartName="/word/document.xml" ContentType="{_MAIN}"/>'
+    "</Types>"
+).encode()
 _RELS = (
-    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-    b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    b'<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/>'
-    b"</Relationships>"
-)  # fmt: skip
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    f'<Relationship Id="rId1" Type="{_OFFICE_DOCUMENT}" Target="word/document.xml"/>'
+    "</Relationships>"
+).encode()
 
 
 def docx_bomb(mebibytes: int = 256, *, declared: int | None = None) -> bytes:

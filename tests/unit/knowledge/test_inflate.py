@@ -1,4 +1,4 @@
-"""Documents that unpack past `max_extracted_bytes` or `max_compression_ratio` are refused, cheaply."""
+"""Documents that unpack past `max_extracted_bytes` or `max_compression_ratio`: refused, cheaply."""
 
 from __future__ import annotations
 

@@ -11,3 +11,11 @@ def test_redact_replaces_secret_query_values_only() -> None:
     assert redact("/e?x-api-key=kw_y#f") == "/e?x-api-key=[redacted]#f"
     assert redact("/e?tokens=1&monkey=2") == "/e?tokens=1&monkey=2"
     assert redact("/api/v1/chats") == "/api/v1/chats"
+
+
+def test_redact_replaces_any_value_that_is_a_kaiwa_key_whatever_its_name() -> None:
+    assert redact("/e?auth=kw_abc-123&y=2") == "/e?auth=[redacted]&y=2"
+    assert redact("/e?a=1&secret=KW_up") == "/e?a=1&secret=[redacted]"
+    assert redact("/e?b=kw%5Fencoded") == "/e?b=[redacted]"
+    assert redact("/e?api-key=zz") == "/e?api-key=[redacted]"
+    assert redact("/e?q=kwh&unit=kwargs") == "/e?q=kwh&unit=kwargs"

@@ -53,6 +53,21 @@ async function* paginate(fetchPage) {
   }
 }
 
+/**
+ * The `Idempotency-Key` header of a request that starts an answer: the caller's key, else a new
+ * one. Repeating a request with the same key gets the first one's answer, never a second one.
+ */
+function idempotent(options) {
+  return { "idempotency-key": options.idempotencyKey ?? newKey() };
+}
+
+function newKey() {
+  // `randomUUID` exists only in secure contexts (https, localhost); `getRandomValues` everywhere.
+  if (typeof globalThis.crypto?.randomUUID === "function") return globalThis.crypto.randomUUID();
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** The send options shared by send, stream and regenerate. */
 function sendFields(options) {
   return {
@@ -159,6 +174,7 @@ export class Messages extends Resource {
       method: "POST",
       path,
       json,
+      headers: idempotent(options),
       timeout: options.timeout,
       signal: stream ? undefined : options.signal,
     };
@@ -171,6 +187,7 @@ export class Messages extends Resource {
       method: "POST",
       path,
       json,
+      headers: idempotent(options),
       timeout: options.timeout,
       signal: stream ? undefined : options.signal,
     };
@@ -241,7 +258,8 @@ function formSpec(chatId, formRequestId, values, options, stream) {
     on_disconnect: options.onDisconnect,
   });
   const signal = stream ? undefined : options.signal;
-  return { method: "POST", path, json, timeout: options.timeout, signal };
+  const headers = idempotent(options);
+  return { method: "POST", path, json, headers, timeout: options.timeout, signal };
 }
 
 export class Files extends Resource {
