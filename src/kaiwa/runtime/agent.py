@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from kaiwa.llm import ChatMessage, ChatModel, ModelRequest, TextDelta, ToolCall, Usage
 from kaiwa.protocol import TokenUsage
 from kaiwa.protocol.events import StepEnd, StepResult, StepStart
+from kaiwa.runtime.observe import NO_WATCH, AnswerWatch, StepWatch
 from kaiwa.runtime.tools.base import Tool, ToolContext, ToolFailure, ToolOutput, timestamp
 from kaiwa.runtime.usage import UsageMeter
 
@@ -87,6 +88,8 @@ class AgentRun:
     tool_timeout: float = 60.0
     include_tool_tags: bool = False
     """Put `<tool id=…>name</tool>` in the text where each step starts."""
+    watch: AnswerWatch = NO_WATCH
+    """Who watches the answer: each model call and step is reported to it."""
 
 
 async def run_agent(
@@ -131,19 +134,25 @@ async def _model_call(run: AgentRun, request: ModelRequest) -> tuple[str, list[T
     parts: list[str] = []
     calls: list[ToolCall] = []
     usage: Usage | None = None
-    try:
-        async with aclosing(run.model.stream(request)) as events:
-            async for event in events:
-                if isinstance(event, TextDelta):
-                    if event.text:
-                        parts.append(event.text)
-                        await run.sink.delta(event.text)
-                elif isinstance(event, ToolCall):
-                    calls.append(event)
-                elif isinstance(event, Usage):
-                    usage = event
-    finally:
-        run.meter.add_call(usage)
+    provider, _, model = run.model.name.partition("/")
+    with run.watch.model_call(provider, model) as watch:
+        try:
+            async with aclosing(run.model.stream(request)) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        if event.text:
+                            if not parts:
+                                watch.first_token()
+                            parts.append(event.text)
+                            await run.sink.delta(event.text)
+                    elif isinstance(event, ToolCall):
+                        calls.append(event)
+                    elif isinstance(event, Usage):
+                        usage = event
+        finally:
+            run.meter.add_call(usage)
+            if usage is not None:
+                watch.usage(usage.prompt_tokens, usage.completion_tokens)
     return "".join(parts), calls
 
 
@@ -167,6 +176,19 @@ async def _step(run: AgentRun, tool: Tool, call: ToolCall) -> tuple[StepStart | 
         args=args,
         timestamp=timestamp(),
     )
+    with run.watch.tool_step(tool.step_type, tool.tool_name) as watch:
+        return await _run_step(run, tool, start, args, failure, watch)
+
+
+async def _run_step(
+    run: AgentRun,
+    tool: Tool,
+    start: StepStart,
+    args: dict[str, Any],
+    failure: str | None,
+    watch: StepWatch,
+) -> tuple[StepStart | None, str, bool]:
+    step_id = start.id
     if run.include_tool_tags:
         await run.sink.delta(f"<tool id={step_id}>{tool.tool_name}</tool>")
     await run.sink.step_start(start)
@@ -192,6 +214,7 @@ async def _step(run: AgentRun, tool: Tool, call: ToolCall) -> tuple[StepStart | 
         result = StepResult(success=True, data=output.data)
         usage = output.usage
         reply = output.text
+    watch.ended(success=output is not None)
     run.meter.merge_usage(usage)
     await run.sink.step_end(
         StepEnd(

@@ -38,6 +38,7 @@ from kaiwa.runtime.agent import AgentRun, FormPause, run_agent
 from kaiwa.runtime.checkpoints import Checkpointer
 from kaiwa.runtime.emitter import Emitter
 from kaiwa.runtime.forms import FormSubmission, store_pause, store_submission
+from kaiwa.runtime.observe import NO_OBSERVER, NO_WATCH, AnswerInfo, AnswerWatch, Observer
 from kaiwa.runtime.stops import CancelReason, Stops
 from kaiwa.runtime.titles import generate_title
 from kaiwa.runtime.tokens import TokenSigner
@@ -64,6 +65,7 @@ class StartedResponse:
 class _Running:
     task: asyncio.Task[ResponseState]
     emitter: Emitter
+    watch: AnswerWatch = NO_WATCH
     reason: CancelReason | None = None
     started: bool = False
     """The producer has begun: a task cancelled before that never runs its own clean-up."""
@@ -90,12 +92,15 @@ class Runtime:
         owner: str,
         stops: Stops,
         checkpoint_sessions: async_sessionmaker[AsyncSession] | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         """`owner`: this replica's id, recorded on every response it produces. `stops`: how
         answers produced elsewhere are stopped. `checkpoint_sessions`: where the periodic
         checkpoints of every running answer are written (one large write; on SQLite, an
-        offloaded engine keeps it off the event loop); `sessions` by default."""
+        offloaded engine keeps it off the event loop); `sessions` by default. `observer`: who
+        watches each answer (metrics, traces)."""
         self._sessions = sessions
+        self._observer = observer
         self._owner = owner
         self._stops = stops
         self._toolbox = toolbox
@@ -180,12 +185,27 @@ class Runtime:
 
     async def _launch(self, turn: Turn, created: ResponseCreated) -> StartedResponse:
         turn.started_at = asyncio.get_running_loop().time()
+        watch = self._observer.answer(
+            AnswerInfo(
+                response_id=turn.response_id,
+                chat_id=turn.chat_id,
+                workspace_id=turn.workspace_id,
+                agent_id=turn.agent_id,
+                llm_model=turn.llm_model,
+                continued=turn.resumed is not None,
+            )
+        )
         emitter = Emitter(self._log, turn.response_id, turn.chat_id)
-        await emitter.emit(created)
+        try:
+            await emitter.emit(created)
+        except BaseException:
+            watch.finished("failed", int(ErrorCode.SERVER_ERROR), TokenUsage())
+            raise
+        watch.created()
         task = asyncio.create_task(
             self._produce(turn, emitter), name=f"response-{turn.response_id}"
         )
-        self._running[turn.response_id] = _Running(task=task, emitter=emitter)
+        self._running[turn.response_id] = _Running(task=task, emitter=emitter, watch=watch)
         task.add_done_callback(lambda _: self._running.pop(turn.response_id, None))
         return StartedResponse(response_id=turn.response_id, chat_id=turn.chat_id)
 
@@ -287,9 +307,11 @@ class Runtime:
             async with asyncio.timeout(idle) as deadline:
                 with emitter.watching_idle(deadline, idle):
                     if turn.wants_title:
-                        title_task = asyncio.create_task(self._title(turn, emitter, title_meter))
+                        title_task = asyncio.create_task(
+                            self._title(turn, emitter, title_meter, running.watch)
+                        )
                     self._checkpoints.watch(turn.assistant_message_id, emitter.state)
-                    pause = await self._run_agent(turn, model, emitter, meter)
+                    pause = await self._run_agent(turn, model, emitter, meter, running.watch)
                     if pause is not None:
                         status = "awaiting_form"
             if title_task is not None:
@@ -330,11 +352,15 @@ class Runtime:
         if error is not None and status != "cancelled":
             status = "failed"
         running.finishing = True
-        await self._finish(turn, emitter, status, meter, error, pause)
+        try:
+            await self._finish(turn, emitter, status, meter, error, pause)
+        finally:
+            code = int(error[0]) if error is not None else None
+            running.watch.finished(status, code, meter.total())
         return emitter.state
 
     async def _run_agent(
-        self, turn: Turn, model: ChatModel, emitter: Emitter, meter: UsageMeter
+        self, turn: Turn, model: ChatModel, emitter: Emitter, meter: UsageMeter, watch: AnswerWatch
     ) -> FormPause | None:
         context = ToolContext(
             workspace_id=turn.workspace_id,
@@ -345,6 +371,7 @@ class Runtime:
             user_message_id=turn.user_message_id,
             attachments=turn.attachments,
             agent_path=(turn.agent_id,),
+            watch=watch,
         )
         tools = await self._toolbox.tools_for(turn.unified_tools, context)
         limits = self._toolbox.limits
@@ -362,6 +389,7 @@ class Runtime:
             max_rounds=limits.max_rounds,
             tool_timeout=limits.tool_timeout,
             include_tool_tags=turn.include_tool_tags,
+            watch=watch,
         )
         resumed = turn.resumed
         if resumed is None:
@@ -369,10 +397,15 @@ class Runtime:
         await emitter.step_end(StepEnd.model_validate(resumed.step_end))
         return await run_agent(run, turn=resumed.messages, first_round=resumed.round + 1)
 
-    async def _title(self, turn: Turn, emitter: Emitter, meter: UsageMeter) -> None:
+    async def _title(
+        self, turn: Turn, emitter: Emitter, meter: UsageMeter, watch: AnswerWatch
+    ) -> None:
         try:
             model = self._models.get(turn.llm_model)
-            title = await generate_title(model, turn.message, turn.model_settings, meter)
+            provider, _, name = model.name.partition("/")
+            with watch.model_call(provider, name) as call:
+                title = await generate_title(model, turn.message, turn.model_settings, meter)
+                call.usage(meter.prompt, meter.completion)
             if title is None:
                 return
             title = title[: self._settings.max_name_chars]

@@ -16,6 +16,7 @@ from kaiwa.llm import ToolSpec
 from kaiwa.llm.text import Language
 from kaiwa.protocol import TokenUsage
 from kaiwa.protocol.events import StepType, ToolName
+from kaiwa.runtime.observe import NO_WATCH, AnswerWatch
 from kaiwa.store.db import iso
 
 
@@ -34,6 +35,9 @@ class ToolContext:
     """Uuids of the files attached to the user's message."""
     agent_path: tuple[str, ...] = ()
     """The agents on the call stack, outermost first, this one last (for `call_agent`)."""
+    watch: AnswerWatch = NO_WATCH
+    """Who watches the answer (metrics, traces): a called agent's model calls and steps count
+    as the answer's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -209,6 +209,7 @@ class Toolbox:
             meter=meter,
             max_rounds=self.limits.max_rounds,
             tool_timeout=self.limits.tool_timeout,
+            watch=context.watch,
         )
         try:
             await run_agent(run)
