@@ -4,6 +4,7 @@ checked before the body is read; forged resume tokens."""
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
@@ -164,6 +165,23 @@ async def test_a_request_without_a_valid_key_is_401_whatever_its_body(
         headers["x-api-key"] = key
     response = await api.client.request(method, path, content=body, headers=headers)
     assert expected in error(response, 401, 10001)
+
+
+async def test_every_endpoint_with_a_body_checks_the_key_before_reading_it(api: Api) -> None:
+    """Read from the OpenAPI document, so that a new endpoint is held to it too."""
+    checked = 0
+    for path, operations in api.app.openapi()["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" not in operation:
+                continue
+            url = re.sub(r"\{[^}]+\}", "not-an-id", path)
+            for content_type in operation["requestBody"]["content"]:
+                response = await api.client.request(
+                    method, url, content=b'{"', headers={"content-type": content_type}
+                )
+                assert "Missing API key" in error(response, 401, 10001), (method, path)
+                checked += 1
+    assert checked >= 15
 
 
 async def test_a_chat_key_is_403_on_management_before_the_body_is_read(api: Api) -> None:

@@ -12,7 +12,7 @@ from api_support import Api, data, error
 from sqlalchemy import func, select
 
 from kaiwa.protocol.json_limits import MAX_JSON_DEPTH
-from kaiwa.store.models import Agent, UploadedFile
+from kaiwa.store.models import Agent, Base, Batch, UploadedFile
 
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
 UUIDS = [f"00000000-0000-4000-8000-{n:012d}" for n in range(11)]
@@ -191,7 +191,7 @@ def nested(depth: int) -> Any:
     return value
 
 
-async def _rows(api: Api, model: type[Agent] | type[UploadedFile]) -> int:
+async def _rows(api: Api, model: type[Base]) -> int:
     async with api.store() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
@@ -226,6 +226,18 @@ async def test_agent_meta_and_tools_nested_to_the_limit_are_kept(api: Api) -> No
     agent = data(await api.get(f"/api/v1/agents/{created['id']}"))
     assert agent["meta"] == nested(MAX_JSON_DEPTH)
     assert agent["unified_tools"] == tools
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 300])
+async def test_batch_requests_nested_too_deep_are_400_naming_them(api: Api, depth: int) -> None:
+    before = await _rows(api, Batch)
+    item = {"custom_id": "a", "message": "こんにちは", "extra": nested(depth)}
+    response = await api.post(
+        "/api/v1/batches", json={"agent_id": api.demo_agent_id, "requests": [item]}
+    )
+    message = error(response, 400, 10006)
+    assert message == "requests: must nest objects and arrays at most 64 levels deep"
+    assert await _rows(api, Batch) == before
 
 
 async def test_form_values_nested_too_deep_are_400_naming_them(api: Api, chat_id: int) -> None:

@@ -9,7 +9,8 @@ at times with an `Idempotency-Key`.
 It checks:
 
 - never a 5xx;
-- without a valid key, 401/10001 whatever else is wrong (the key is checked before the body);
+- without a valid key, 401/10001 whatever else is wrong (the key is checked before the body),
+  but for a body declared over the size limit: 413, also without reading it;
 - every 4xx is an error envelope, and stores nothing: the row count of every table a request
   can write is the same after it as before;
 - a 2xx is allowed: a generated request can be valid.
@@ -405,7 +406,9 @@ def check(target: Target, case: Case) -> None:
     event(f"answered {response.status_code}")
     assert response.status_code < 500, described
     if case.key not in ("management", "chat"):
-        assert response.status_code == 401, described
+        # A body declared over the limit is refused as such before anything (unread, too).
+        too_large = len(case.body) > target.api.app.state.services.settings.max_body_bytes
+        assert response.status_code == (413 if too_large else 401), described
     if response.status_code >= 400:
         assert response.headers["content-type"].startswith("application/json"), described
         body = response.json()
@@ -430,6 +433,10 @@ def test_the_endpoints_are_read_from_the_openapi_document(
     assert all(method != "GET" for method, _ in found)
 
 
+# Starlette's multipart parser leaves the spooled file of a part cut short by the end of the
+# body unclosed (python-multipart's `finalize()` does not see the truncation); it is freed, and
+# warned about, as the parser goes. Not a 5xx, and nothing of ours to close: tolerated here only.
+@pytest.mark.filterwarnings("ignore:Unclosed file <tempfile.SpooledTemporaryFile:ResourceWarning")
 @EXAMPLES
 @given(draw=st.data())
 def test_no_request_to_a_body_endpoint_is_answered_with_a_5xx(

@@ -22,7 +22,6 @@ Deliberate choices:
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -38,6 +37,7 @@ from kaiwa.llm.base import (
     ToolCall,
     Usage,
 )
+from kaiwa.protocol.json_limits import parse_json
 
 try:
     import anthropic
@@ -381,7 +381,7 @@ class _EventState:
 def _finish_call(call: _PartialCall) -> ToolCall:
     if call.arguments:
         try:
-            arguments = json.loads(call.arguments)
+            arguments = parse_json(call.arguments)
         except ValueError:
             arguments = None
     else:

@@ -38,6 +38,7 @@ from kaiwa.llm.base import (
     ToolCall,
     Usage,
 )
+from kaiwa.protocol.json_limits import parse_json
 
 try:
     import httpx2
@@ -258,7 +259,7 @@ class _ChunkState:
         for index in sorted(self._calls):
             call = self._calls[index]
             try:
-                arguments = json.loads(call.arguments or "{}")
+                arguments = parse_json(call.arguments or "{}")
             except ValueError:
                 arguments = None
             call_id = call.id or f"call_{index}"

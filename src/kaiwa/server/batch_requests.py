@@ -24,14 +24,22 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    WithJsonSchema,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.config import Settings
 from kaiwa.net.addresses import AddressPolicy
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.server.deps import Caller, check_end_user
-from kaiwa.server.schemas import ColumnText, Text
+from kaiwa.server.schemas import ColumnText, Text, check_depth
 from kaiwa.store import agents, chats, files
 from kaiwa.store.batches import NewItem, WebhookEvent
 
@@ -72,6 +80,7 @@ class CreateBatch(_Body):
     agent_id: UUID
     requests: Annotated[
         list[JsonValue],
+        BeforeValidator(check_depth),
         WithJsonSchema({"type": "array", "items": BatchRequest.model_json_schema()}),
     ]
     webhook: BatchWebhook | None = None

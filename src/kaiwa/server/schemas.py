@@ -72,8 +72,8 @@ def _check_json(value: J) -> J:
     return value
 
 
-def _check_depth(value: J) -> J:
-    # Before the value is validated: as it came, and before `_check_json` walks it.
+def check_depth(value: J) -> J:
+    """A `BeforeValidator` for free-form JSON: as it came, before anything walks it."""
     if too_deep(value):
         raise PydanticCustomError(
             "json_too_deep",
@@ -86,7 +86,7 @@ def _check_depth(value: J) -> J:
 Text = Annotated[StrictStr, AfterValidator(_check_text)]
 """A string that the databases can store and JSON can carry."""
 ColumnText = Annotated[Text, Field(max_length=MAX_COLUMN_CHARS)]
-JsonObject = Annotated[dict[str, Any], BeforeValidator(_check_depth), AfterValidator(_check_json)]
+JsonObject = Annotated[dict[str, Any], BeforeValidator(check_depth), AfterValidator(_check_json)]
 
 
 def _check_agent_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -204,7 +204,7 @@ class AgentFields(_Body):
     llm_model: ColumnText | None = None
     # Extra fields of a tool are free-form: checked as JSON, like `meta`.
     unified_tools: (
-        Annotated[list[UnifiedTool], BeforeValidator(_check_depth), AfterValidator(_check_json)]
+        Annotated[list[UnifiedTool], BeforeValidator(check_depth), AfterValidator(_check_json)]
         | None
     ) = None
     suggested_questions: list[Text] | None = None

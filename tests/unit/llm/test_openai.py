@@ -307,6 +307,23 @@ async def test_tool_call_with_broken_json_arguments_is_a_call_marked_invalid(
     assert calls[0].invalid == "the arguments the model wrote are not a JSON object"
 
 
+@pytest.mark.parametrize("depth", [300, 5000])
+async def test_tool_call_with_arguments_nested_too_deep_is_a_call_marked_invalid(
+    fake: FakeOpenAI, depth: int
+) -> None:
+    # Before: json.loads raised RecursionError a thousand levels down (a 500 in the making),
+    # and a few hundred levels were accepted, to fail when stored.
+    deep = '{"a": ' + "[" * depth + "]" * depth + "}"
+    fake.enqueue(ToolCalls([FakeToolCall("search", deep)], fragment=4096))
+
+    events, error = await collect(settings_for(fake.base_url))
+
+    assert error is None
+    (call,) = [event for event in events if isinstance(event, ToolCall)]
+    assert (call.name, call.arguments) == ("search", {})
+    assert call.invalid == "the arguments the model wrote are not a JSON object"
+
+
 async def test_request_maps_to_openai_messages_tools_and_settings(fake: FakeOpenAI) -> None:
     parameters = {"type": "object", "properties": {"query": {"type": "string"}}}
     request = ModelRequest(
