@@ -1,36 +1,30 @@
-"""The `kaiwa` command: serve | init | keys | agents | whitelist | chat.
+"""The `kaiwa` command: serve | init | workspaces | keys | agents | whitelist | chat.
 
 `chat` is a client of a running server (`kaiwa.chat`). Management commands work on the
-database directly, with the same settings as the server
-(`KAIWA_*` environment variables over `kaiwa.toml`). Each says on stderr which database it opens,
-and only `serve` and `init` create one: run elsewhere, with the default relative data directory,
-`keys create` would otherwise make a new database and print a key the server never sees.
+database directly, with the same settings as the server (`kaiwa.cli_support`);
+`workspaces` and `keys` are in `kaiwa.cli_admin`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import logging
 import os
 import sys
-import tomllib
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
-from importlib.util import find_spec
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
-from pydantic import ValidationError
+from kaiwa import cli_admin
+from kaiwa.cli_support import Command, group, load_settings, sync
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from kaiwa.config import Settings
 
-# The base install (`pip install kaiwa`) has the client but not the server: the server's modules
-# are imported inside the commands that need them.
-_SERVER_MODULES = ("fastapi", "sqlalchemy", "pydantic_settings", "uvicorn")
+# By name: run as `python -m kaiwa.cli`, `__name__` is `__main__`, outside kaiwa's loggers.
+logger = logging.getLogger("kaiwa.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,42 +56,30 @@ def _parser() -> argparse.ArgumentParser:
         "init", help="ensure a workspace and a demo agent exist, and create a management key"
     )
     init.add_argument("--json", action="store_true", help="print one JSON line for scripts")
-    init.set_defaults(run=_sync(_init, create=True))
+    init.set_defaults(run=sync(_init, create=True))
 
-    keys = _group(commands.add_parser("keys", help="manage API keys"))
-    create = keys.add_parser("create", help="create a key (shown once)")
-    create.add_argument("--name", default="cli")
-    create.add_argument("--scope", choices=["management", "chat"], default="management")
-    create.add_argument("--expires", help="expiry, ISO date or datetime (UTC), e.g. 2027-01-31")
-    create.add_argument("--json", action="store_true")
-    create.set_defaults(run=_sync(_keys_create))
-    listing = keys.add_parser("list", help="list keys (prefixes only)")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(run=_sync(_keys_list))
-    revoke = keys.add_parser("revoke", help="revoke a key by id or prefix")
-    revoke.add_argument("key", help="the key's id or its prefix as shown by 'keys list'")
-    revoke.set_defaults(run=_sync(_keys_revoke))
+    cli_admin.add_commands(commands)
 
-    agents = _group(commands.add_parser("agents", help="inspect agents"))
+    agents = group(commands.add_parser("agents", help="inspect agents"))
     agents_list = agents.add_parser("list", help="list agents of the workspace")
     agents_list.add_argument("--json", action="store_true")
-    agents_list.set_defaults(run=_sync(_agents_list))
+    agents_list.set_defaults(run=sync(_agents_list))
 
-    whitelist = _group(
+    whitelist = group(
         commands.add_parser("whitelist", help="whitelist mode: only listed external users may chat")
     )
     whitelist.add_parser("on", help="turn whitelist mode on").set_defaults(
-        run=_sync(_whitelist_mode(True))
+        run=sync(_whitelist_mode(True))
     )
     whitelist.add_parser("off", help="turn whitelist mode off").set_defaults(
-        run=_sync(_whitelist_mode(False))
+        run=sync(_whitelist_mode(False))
     )
     for name, help_text in (("add", "allow external users"), ("remove", "disallow external users")):
         sub = whitelist.add_parser(name, help=help_text)
         sub.add_argument("external_user_ids", nargs="+")
-        sub.set_defaults(run=_sync(_whitelist_edit(name == "add")))
+        sub.set_defaults(run=sync(_whitelist_edit(name == "add")))
     whitelist.add_parser("list", help="show the mode and the allowed users").set_defaults(
-        run=_sync(_whitelist_list)
+        run=sync(_whitelist_list)
     )
 
     chat = commands.add_parser("chat", help="chat with an agent of a running server")
@@ -116,87 +98,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     chat.set_defaults(run=_chat)
     return parser
-
-
-def _group(
-    parser: argparse.ArgumentParser,
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """Subcommands of `parser`; `kaiwa keys` alone prints the help of `keys`, not the top one."""
-
-    def usage(_args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    parser.set_defaults(run=usage)
-    return parser.add_subparsers(title="commands")
-
-
-def _settings(**overrides: Any) -> Settings:
-    """The settings; on a bad value, exit 2 with a message that names it."""
-    missing = [name for name in _SERVER_MODULES if find_spec(name) is None]
-    if missing:
-        print(
-            "kaiwa: this command runs the server, which is not installed "
-            f"(missing {', '.join(missing)}): pip install 'kaiwa[server]'",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-    from kaiwa.config import Settings
-
-    # A typo in kaiwa.toml or a KAIWA_* variable is the user's to fix; a traceback would bury it.
-    try:
-        return Settings(**overrides)
-    except (ValidationError, tomllib.TOMLDecodeError) as exc:
-        config = os.environ.get("KAIWA_CONFIG", "kaiwa.toml")
-        print(f"kaiwa: invalid settings (KAIWA_* variables or {config}):\n{exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-Command = Callable[[argparse.Namespace, "AsyncSession"], Awaitable[int]]
-
-
-def _sync(command: Command, *, create: bool = False) -> Callable[[argparse.Namespace], int]:
-    """Run `command` in one transaction against a migrated database; unless `create`, one that
-    kaiwa has already set up."""
-
-    def run(args: argparse.Namespace) -> int:
-        return asyncio.run(_in_transaction(command, args, create=create))
-
-    return run
-
-
-async def _in_transaction(command: Command, args: argparse.Namespace, *, create: bool) -> int:
-    settings = _settings()
-    from kaiwa.store.db import create_engine, migrate, session_factory, transaction
-    from kaiwa.store.location import describe, has_schema, sqlite_file
-
-    url = settings.resolved_database_url
-    print(f"kaiwa: database {describe(url)}", file=sys.stderr, flush=True)
-    file = sqlite_file(url)
-    if not create and file is not None and not file.exists():
-        return _no_database(settings, f"no kaiwa database at {file}")
-    engine = create_engine(url)  # on SQLite, this creates the file's folder
-    try:
-        if not create and not await has_schema(engine):
-            return _no_database(settings, "that database has no kaiwa tables")
-        await migrate(engine)
-        async with transaction(session_factory(engine)) as session:
-            return await command(args, session)
-    finally:
-        await engine.dispose()
-
-
-def _no_database(settings: Settings, problem: str) -> int:
-    where = ""
-    if not settings.database_url and not settings.data_dir.is_absolute():
-        where = f" (KAIWA_DATA_DIR {settings.data_dir} is relative to this folder, {Path.cwd()})"
-    print(
-        f"kaiwa: {problem}{where}.\n"
-        "Run the command where the server runs, or set KAIWA_DATA_DIR or KAIWA_DATABASE_URL to "
-        "the server's database; `kaiwa init` creates a new one.",
-        file=sys.stderr,
-    )
-    return 1
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -224,14 +125,21 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.workers is not None:
         overrides["workers"] = args.workers
-    settings = _settings(**overrides)
+    settings = load_settings(**overrides)
     if settings.workers > 1:
         refusals = _workers_refusals(settings)
         if refusals:
             print("\n".join(f"kaiwa: {refusal}" for refusal in refusals), file=sys.stderr)
             return 2
+    from kaiwa.server.tracing import unavailable
+
+    if (missing := unavailable(settings)) is not None:
+        print(f"kaiwa: {missing}", file=sys.stderr)
+        return 2
+    from kaiwa.server import logs
     from kaiwa.server.serve import run
 
+    logs.configure(settings)  # before the start-up news, which is a log record in JSON
     # The banner's example must name the address the server really binds, which may come from
     # KAIWA_HOST / KAIWA_PORT or kaiwa.toml rather than from the flags.
     args.base_url = f"http://{settings.host}:{settings.port}"
@@ -261,13 +169,11 @@ async def _serve_held(args: argparse.Namespace, settings: Settings) -> int:
     from kaiwa.store.guard import DatabaseInUse, hold
     from kaiwa.store.location import describe
 
-    print(
-        f"kaiwa: database {describe(settings.resolved_database_url)}", file=sys.stderr, flush=True
-    )
+    _announce(settings, f"kaiwa: database {describe(settings.resolved_database_url)}")
     try:
         held = await hold(settings.resolved_database_url, shared=bool(settings.redis_url))
     except DatabaseInUse as exc:
-        print(f"kaiwa: {exc}", file=sys.stderr)
+        _announce(settings, f"kaiwa: {exc}", level=logging.ERROR)
         return 1
     async with held:
         await _bootstrap(args, settings)
@@ -287,20 +193,24 @@ async def _bootstrap(args: argparse.Namespace, settings: Settings) -> None:
         await migrate(engine)
         sessions = session_factory(engine)
         async with transaction(sessions) as session:
-            workspace_id = await _first_run(args, session)
+            workspace_id = await _first_run(args, session, settings)
         if workspace_id is not None:
             guide = await ensure_guide(sessions, workspace_id, settings)
-            print(
+            _announce(
+                settings,
                 f"  guide agent {guide.id}: answers questions about kaiwa from its\n"
                 "  knowledge base, showing its reasoning steps (kaiwa chat --agent <that id>)\n",
-                flush=True,
+                stream=sys.stdout,
             )
     finally:
         await engine.dispose()
 
 
-async def _first_run(args: argparse.Namespace, session: AsyncSession) -> str | None:
-    """On an empty database, bootstrap a demo and print its key once, so a newcomer can chat."""
+async def _first_run(
+    args: argparse.Namespace, session: AsyncSession, settings: Settings
+) -> str | None:
+    """On an empty database, bootstrap a demo and print its key once, so a newcomer can chat
+    (not with JSON logs: a log collector is no place for a key)."""
     from sqlalchemy import select
 
     from kaiwa.store import keys
@@ -310,7 +220,17 @@ async def _first_run(args: argparse.Namespace, session: AsyncSession) -> str | N
     if await session.scalar(select(ApiKey.id).limit(1)) is not None:
         return None
     workspace, agent = await ensure_demo(session)
-    _key, plaintext = await keys.create_key(session, workspace.id, name="first run")
+    key, plaintext = await keys.create_key(session, workspace.id, name="first run")
+    if settings.log_format == "json":
+        logger.info(
+            "first run: created workspace %s, demo agent %s and API key %s… (not logged: "
+            "create one with `kaiwa keys create --workspace %s`)",
+            workspace.id,
+            agent.id,
+            key.prefix,
+            workspace.id,
+        )
+        return workspace.id
     base_url = args.base_url
     chat = json.dumps({"name": "hello", "agent_id": agent.id})
     message = json.dumps({"message": "こんにちは", "agent_id": agent.id}, ensure_ascii=False)
@@ -328,6 +248,17 @@ async def _first_run(args: argparse.Namespace, session: AsyncSession) -> str | N
     return workspace.id
 
 
+def _announce(
+    settings: Settings, text: str, *, level: int = logging.INFO, stream: TextIO | None = None
+) -> None:
+    """Start-up news: printed (on stderr unless `stream`) for a terminal; with JSON logs, a log
+    record, since a log collector reads JSON lines only."""
+    if settings.log_format == "json":
+        logger.log(level, "%s", " ".join(text.split()))
+    else:
+        print(text, file=stream or sys.stderr, flush=True)
+
+
 async def _init(args: argparse.Namespace, session: AsyncSession) -> int:
     from kaiwa.store import keys
     from kaiwa.store.bootstrap import ensure_demo
@@ -342,79 +273,6 @@ async def _init(args: argparse.Namespace, session: AsyncSession) -> int:
         print(
             f"workspace {workspace.id}\nagent     {agent.id}\napi key   {plaintext}  (shown once)"
         )
-    return 0
-
-
-def _parse_expiry(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise SystemExit(
-            f"kaiwa: --expires must be an ISO date or datetime, got {value!r}"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-async def _keys_create(args: argparse.Namespace, session: AsyncSession) -> int:
-    from kaiwa.store import keys, workspaces
-
-    workspace = await workspaces.default_workspace(session)
-    assert workspace is not None
-    expires = _parse_expiry(args.expires) if args.expires else None
-    key, plaintext = await keys.create_key(
-        session, workspace.id, name=args.name, scope=args.scope, expires_at=expires
-    )
-    if args.json:
-        print(
-            json.dumps(
-                {"id": key.id, "api_key": plaintext, "prefix": key.prefix, "scope": key.scope}
-            )
-        )
-    else:
-        print(f"{plaintext}\n(shown once; id {key.id}, scope {key.scope})")
-    return 0
-
-
-async def _keys_list(args: argparse.Namespace, session: AsyncSession) -> int:
-    from kaiwa.store import keys
-    from kaiwa.store.db import iso, now, utc
-
-    listed = await keys.list_keys(session)
-    rows = [
-        {
-            "id": key.id,
-            "name": key.name,
-            "prefix": key.prefix,
-            "scope": key.scope,
-            "created_at": iso(key.created_at),
-            "expires_at": iso(key.expires_at),
-            "revoked_at": iso(key.revoked_at),
-        }
-        for key in listed
-    ]
-    if args.json:
-        print(json.dumps(rows))
-        return 0
-    moment = now()
-    for key, row in zip(listed, rows, strict=True):
-        if key.revoked_at is not None:
-            state = "revoked"
-        elif key.expires_at is not None and utc(key.expires_at) <= moment:
-            state = f"expired {row['expires_at']}"
-        else:
-            state = f"expires {row['expires_at'] or 'never'}"
-        print(f"{row['prefix']}…  {row['id']}  {row['scope']:<10}  {row['name']}  ({state})")
-    return 0
-
-
-async def _keys_revoke(args: argparse.Namespace, session: AsyncSession) -> int:
-    from kaiwa.store import keys
-
-    key = await keys.revoke_key(session, args.key)
-    if key is None:
-        print(f"kaiwa: no single key matches {args.key!r}", file=sys.stderr)
-        return 1
-    print(f"revoked {key.prefix}… ({key.id})")
     return 0
 
 

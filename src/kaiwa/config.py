@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -57,6 +57,11 @@ def _default_providers() -> dict[str, ProviderSettings]:
         "builtin": ProviderSettings(type="builtin"),
         "scripted": ProviderSettings(type="scripted"),
     }
+
+
+def _lower(value: object) -> object:
+    """`INFO` and `info` alike, for settings whose values are lowercase words."""
+    return value.lower() if isinstance(value, str) else value
 
 
 WebSearchProvider = Literal["none", "searxng", "brave", "tavily"]
@@ -125,6 +130,19 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     """Origins allowed to call the API from a browser. Keys travel in a header, not a cookie,
     so allowing any origin exposes nothing a caller does not already hold."""
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    """`json`: one JSON object per line (time, level, logger, message, and the request,
+    workspace, chat, response and trace ids where known), for a log collector; `text` reads
+    well in a terminal."""
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)
+    ] = "info"
+    """The level of kaiwa's and uvicorn's logs (the access log is `info`); other libraries log
+    from `warning` up whatever this says, so that none of them writes request bodies."""
+    admin_key: str | None = Field(None, min_length=16)
+    """Turns the admin API on (`/api/v1/admin/...`: workspaces and their keys), for callers that
+    send it as `Authorization: Bearer <key>` or `x-admin-key`; without it that API answers 404.
+    Never a workspace's key: make it with e.g. `openssl rand -hex 32`."""
 
     ping_interval: float = Field(15.0, gt=0)
     """Seconds between `: ping` keep-alive comments on an open stream."""
@@ -206,6 +224,17 @@ class Settings(BaseSettings):
     """Seconds before the first webhook retry; doubled for each further one."""
     batch_webhook_signature_header: str = "X-Codeer-Signature"
     """The header carrying `sha256=<hex HMAC-SHA256(secret, body)>` when a webhook has a secret."""
+
+    metrics_enabled: bool = True
+    """Serve Prometheus metrics at `GET /metrics` (and measure what they report)."""
+    metrics_token: str | None = None
+    """With a token, `/metrics` requires `Authorization: Bearer <token>`, from anywhere; without,
+    it answers loopback clients only (behind a proxy on the same host, set a token)."""
+    tracing_enabled: bool = False
+    """Send OpenTelemetry traces and GenAI metrics over OTLP (`pip install 'kaiwa[otel]'`); the
+    exporter is set by the standard `OTEL_*` variables (`OTEL_EXPORTER_OTLP_ENDPOINT`…)."""
+    trace_message_text: bool = False
+    """Put the user's message and the answer's text in traces (never, unless this says so)."""
 
     providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
 

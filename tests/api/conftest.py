@@ -131,12 +131,13 @@ async def make_api(
     """`await make_api(idle_timeout=0.5)`: an app with these settings, started, bootstrapped.
 
     Defaults are generous (no ping, no timeout within a test) unless a test asks otherwise.
+    `app_kwargs` go to `create_app` itself (`tracer_provider=…`).
     """
     # No kaiwa.toml of the working directory leaks into the settings.
     monkeypatch.setenv("KAIWA_CONFIG", str(tmp_path / "absent.toml"))
     async with AsyncExitStack() as stack:
 
-        async def make(**overrides: Any) -> Api:
+        async def make(*, app_kwargs: dict[str, Any] | None = None, **overrides: Any) -> Api:
             values: dict[str, Any] = {
                 "database_url": database_url,
                 "data_dir": tmp_path,
@@ -144,7 +145,7 @@ async def make_api(
                 "idle_timeout": 30.0,
                 **overrides,
             }
-            app = create_app(Settings(**values))
+            app = create_app(Settings(**values), **(app_kwargs or {}))
             await stack.enter_async_context(app.router.lifespan_context(app))
             client = await stack.enter_async_context(
                 httpx.AsyncClient(

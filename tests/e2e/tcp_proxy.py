@@ -27,8 +27,12 @@ _READ = 65536
 
 
 class CuttingProxy:
-    def __init__(self, target_port: int, *, cut_after: int, timeout: float = 30.0) -> None:
+    def __init__(
+        self, target_port: int, *, cut_after: int, timeout: float = 30.0, port: int = 0
+    ) -> None:
+        """`port`: where to listen (0: a free port), e.g. the port of a proxy closed before."""
         self._target_port = target_port
+        self._port = port
         self._limit = cut_after
         self._timeout = timeout
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -45,7 +49,8 @@ class CuttingProxy:
         return int(self._listener.getsockname()[1])
 
     def __enter__(self) -> CuttingProxy:
-        self._listener.bind((HOST, 0))
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((HOST, self._port))
         self._listener.listen()
         self._spawn(self._accept)
         return self

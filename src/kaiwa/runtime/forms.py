@@ -81,6 +81,7 @@ async def store_submission(
     owner: str,
     resume_token: Callable[[str, int], str],
     check_tools: Callable[[list[dict[str, Any]]], None] = lambda tools: None,
+    trace_context: str | None = None,
 ) -> tuple[Turn, ResponseCreated]:
     """Check and store the values, and the start of the response that goes on with the turn.
 
@@ -155,6 +156,7 @@ async def store_submission(
             round=int(state["round"]),
             step_end=end.model_dump(mode="json"),
         ),
+        trace_context=trace_context,
     )
 
 

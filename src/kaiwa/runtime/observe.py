@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from kaiwa.protocol import TokenUsage
+from kaiwa.protocol import ResponseState, TokenUsage
 
 __all__ = [
     "NO_OBSERVER",
@@ -48,6 +48,10 @@ class AnswerInfo:
     """`provider/model`, as the agent names it."""
     continued: bool = False
     """It goes on with a turn that paused on a form."""
+    message: str = field(default="", repr=False)
+    """The user's message (for traces that are allowed to record it: `trace_message_text`)."""
+    state: ResponseState | None = field(default=None, repr=False)
+    """What the answer has produced so far: its text once `finished` is called."""
 
 
 class CallWatch(Protocol):

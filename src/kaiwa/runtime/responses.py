@@ -11,14 +11,17 @@ model await. Stops for answers produced elsewhere go through `runtime.stops`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kaiwa import log_context
 from kaiwa.bus import EventLog, EventLogError, LogFinished, LogFull
 from kaiwa.config import Settings
 from kaiwa.llm import ChatMessage, ChatModel, ModelError, ModelRegistry, ModelRequest
@@ -93,14 +96,21 @@ class Runtime:
         stops: Stops,
         checkpoint_sessions: async_sessionmaker[AsyncSession] | None = None,
         observer: Observer = NO_OBSERVER,
+        on_cancel: Callable[[CancelReason], None] | None = None,
+        trace_context: Callable[[str], str | None] | None = None,
     ) -> None:
         """`owner`: this replica's id, recorded on every response it produces. `stops`: how
         answers produced elsewhere are stopped. `checkpoint_sessions`: where the periodic
         checkpoints of every running answer are written (one large write; on SQLite, an
         offloaded engine keeps it off the event loop); `sessions` by default. `observer`: who
-        watches each answer (metrics, traces)."""
+        watches each answer (metrics, traces). `on_cancel`: told the reason once for each
+        answer running here that is asked to stop (the metrics count cancels by reason).
+        `trace_context(response_id)`: called as an answer starts, before it is stored; what it
+        returns (a W3C traceparent, with traces on) is stored with the response."""
         self._sessions = sessions
+        self._trace_context = trace_context
         self._observer = observer
+        self._on_cancel = on_cancel
         self._owner = owner
         self._stops = stops
         self._toolbox = toolbox
@@ -122,16 +132,17 @@ class Runtime:
         """
         self._check_open()
         response_id = await self._open_log()
+        trace = self._trace_context(response_id) if self._trace_context is not None else None
         try:
             try:
-                turn, created = await self._store(request, response_id)
+                turn, created = await self._store(request, response_id, trace)
             except ChatBusy as busy:
                 if request.if_busy != "interrupt":
                     raise ApiError(ErrorCode.CONFLICT, str(busy)) from None
                 # Try again even when it was not stopped: it may have ended meanwhile.
                 await self._interrupt(busy.response_id)
                 try:
-                    turn, created = await self._store(request, response_id)
+                    turn, created = await self._store(request, response_id, trace)
                 except ChatBusy as again:
                     raise ApiError(ErrorCode.CONFLICT, str(again)) from None
         except BaseException:
@@ -147,6 +158,7 @@ class Runtime:
         """
         self._check_open()
         response_id = await self._open_log()
+        trace = self._trace_context(response_id) if self._trace_context is not None else None
         try:
             async with transaction(self._sessions) as session:
                 turn, created = await store_submission(
@@ -156,6 +168,7 @@ class Runtime:
                     owner=self._owner,
                     resume_token=self._signer.sign,
                     check_tools=self._check_tools,
+                    trace_context=trace,
                 )
         except ChatBusy as busy:
             await self._log.abandon(response_id)
@@ -185,6 +198,7 @@ class Runtime:
 
     async def _launch(self, turn: Turn, created: ResponseCreated) -> StartedResponse:
         turn.started_at = asyncio.get_running_loop().time()
+        emitter = Emitter(self._log, turn.response_id, turn.chat_id)
         watch = self._observer.answer(
             AnswerInfo(
                 response_id=turn.response_id,
@@ -193,23 +207,34 @@ class Runtime:
                 agent_id=turn.agent_id,
                 llm_model=turn.llm_model,
                 continued=turn.resumed is not None,
+                message=turn.message,
+                state=emitter.state,
             )
         )
-        emitter = Emitter(self._log, turn.response_id, turn.chat_id)
         try:
             await emitter.emit(created)
         except BaseException:
             watch.finished("failed", int(ErrorCode.SERVER_ERROR), TokenUsage())
             raise
         watch.created()
+        # The producer's log lines name its answer (and the request that started it, if any).
+        context = contextvars.copy_context()
+        context.run(
+            log_context.bind,
+            workspace_id=turn.workspace_id,
+            chat_id=turn.chat_id,
+            response_id=turn.response_id,
+        )
         task = asyncio.create_task(
-            self._produce(turn, emitter), name=f"response-{turn.response_id}"
+            self._produce(turn, emitter), name=f"response-{turn.response_id}", context=context
         )
         self._running[turn.response_id] = _Running(task=task, emitter=emitter, watch=watch)
         task.add_done_callback(lambda _: self._running.pop(turn.response_id, None))
         return StartedResponse(response_id=turn.response_id, chat_id=turn.chat_id)
 
-    async def _store(self, request: TurnRequest, response_id: str) -> tuple[Turn, ResponseCreated]:
+    async def _store(
+        self, request: TurnRequest, response_id: str, trace_context: str | None
+    ) -> tuple[Turn, ResponseCreated]:
         async with transaction(self._sessions) as session:
             return await store_turn(
                 session,
@@ -218,6 +243,7 @@ class Runtime:
                 owner=self._owner,
                 resume_token=self._signer.sign,
                 check_tools=self._check_tools,
+                trace_context=trace_context,
             )
 
     def _check_tools(self, unified_tools: list[dict[str, Any]]) -> None:
@@ -246,6 +272,8 @@ class Runtime:
             return running is not None
         if running.reason is None:
             running.reason = reason
+            if self._on_cancel is not None:
+                self._on_cancel(reason)
             if running.started:
                 running.task.cancel()
         return True

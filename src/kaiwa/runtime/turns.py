@@ -115,12 +115,14 @@ async def store_turn(
     owner: str,
     resume_token: Callable[[str, int], str],
     check_tools: Callable[[list[dict[str, Any]]], None] = lambda tools: None,
+    trace_context: str | None = None,
 ) -> tuple[Turn, ResponseCreated]:
     """Check the request against the chat and its agent, store the turn, build its first event.
 
     `response_id` names the new response; `owner` is the replica that will produce the answer;
     `resume_token(response_id, chat_id) -> str` signs the token carried by `response.created`;
-    `check_tools(unified_tools)` raises `ApiError` when the agent's tools cannot run here.
+    `check_tools(unified_tools)` raises `ApiError` when the agent's tools cannot run here;
+    `trace_context` (a W3C traceparent) is stored with the response when it is traced.
     Raises `ApiError`, `ChatBusy` or `KeyTaken` with nothing stored.
     """
     await claim_key(
@@ -179,6 +181,7 @@ async def store_turn(
         include_tool_tags=request.include_tool_tags,
         owner=owner,
         resume_token=resume_token,
+        trace_context=trace_context,
     )
 
 
@@ -269,6 +272,7 @@ async def start_answer(
     resume_token: Callable[[str, int], str],
     meta: dict[str, Any] | None = None,
     resumed: Resumed | None = None,
+    trace_context: str | None = None,
 ) -> tuple[Turn, ResponseCreated]:
     """Store the in-progress answer to `question` and its response record."""
     chat, agent, snapshot = opened.chat, opened.agent, opened.snapshot
@@ -292,6 +296,7 @@ async def start_answer(
         user_message_id=question.id,
         assistant_message_id=assistant_message_id,
         owner=owner,
+        trace_context=trace_context,
     )
     await chats.touch(session, chat.id)
     turn = Turn(

@@ -6,6 +6,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -23,6 +24,7 @@ from kaiwa.llm import ModelRegistry
 from kaiwa.net import Fetcher, build_web_search
 from kaiwa.runtime import Runtime, TokenSigner
 from kaiwa.runtime.batches import BatchRunner
+from kaiwa.runtime.observe import NO_OBSERVER, Observer, Observers
 from kaiwa.runtime.replica import Replica
 from kaiwa.runtime.stops import Stops
 from kaiwa.runtime.sweeper import Sweeper
@@ -31,8 +33,13 @@ from kaiwa.server import errors
 from kaiwa.server.deps import Services
 from kaiwa.server.idempotency import purge_forever
 from kaiwa.server.limits import BodyLimitMiddleware
+from kaiwa.server.metrics import Metrics
+from kaiwa.server.metrics_http import MetricsMiddleware
+from kaiwa.server.metrics_observer import MetricsObserver
 from kaiwa.server.ratelimit import create_limiter
+from kaiwa.server.request_id import RequestIdMiddleware
 from kaiwa.server.routes import (
+    admin,
     agents,
     batches,
     chats,
@@ -45,6 +52,8 @@ from kaiwa.server.routes import (
     responses,
     web,
 )
+from kaiwa.server.routes import metrics as metrics_route
+from kaiwa.server.tracing import open_tracing
 from kaiwa.store import secrets
 from kaiwa.store.db import (
     checkpoint_forever,
@@ -54,12 +63,27 @@ from kaiwa.store.db import (
     session_factory,
 )
 
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
 DOCS_ASSETS = "/docs/assets"
 """Where Swagger UI's and ReDoc's files (from the `fastapi-offline` package) are served."""
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> FastAPI:
+    """The app. With `tracing_enabled`, `tracer_provider` and `meter_provider` replace the ones
+    built from the `OTEL_*` variables (a test's in-memory exporter, an application's own)."""
     settings = settings or Settings()
+    # None when off; refuses to start when on without the `otel` extra.
+    tracing = open_tracing(settings, tracer_provider=tracer_provider, meter_provider=meter_provider)
+    # Always there, so the server's call sites need no check; measured and served when enabled.
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -123,6 +147,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stops = Stops(
             sessions, log, bus.control, bus.replicas.id, poll_interval=settings.sweep_interval
         )
+        # Who watches each answer: metrics, traces; combined into one observer.
+        observers: list[Observer] = []
+        if settings.metrics_enabled:
+            observers.append(MetricsObserver(metrics))
+        if tracing is not None:
+            observers.append(tracing.observer)
         runtime = Runtime(
             sessions=sessions,
             log=log,
@@ -133,6 +163,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             owner=bus.replicas.id,
             stops=stops,
             checkpoint_sessions=bulk_sessions,
+            observer=Observers(*observers) if observers else NO_OBSERVER,
+            on_cancel=metrics.cancelled if settings.metrics_enabled else None,
+            trace_context=tracing.observer.reserve if tracing is not None else None,
         )
         # An owner is dead once its heartbeat has been missing for two beats; alone, at once.
         confirm = 2 * settings.heartbeat_interval if bus.shared else 0.0
@@ -171,6 +204,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             signer=signer,
             limiter=limiter,
             toolbox=toolbox,
+            metrics=metrics,
         )
         loop = asyncio.get_running_loop()
         draining: list[asyncio.Task[None]] = []
@@ -214,7 +248,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
             if bulk_engine is not engine:
                 await bulk_engine.dispose()
+            if tracing is not None:
+                await tracing.aclose()
 
+    # With traces on, FastAPI makes the request spans (none per SSE chunk).
+    telemetry: dict[str, Any] = {"telemetry": tracing.fastapi} if tracing is not None else {}
     # /docs (Swagger UI) and /redoc load their scripts from kaiwa itself, not from a CDN.
     app = FastAPIOffline(
         title="kaiwa",
@@ -222,7 +260,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Self-hosted AI agent chat server, wire-compatible with the Codeer chat API",
         lifespan=lifespan,
         static_url=DOCS_ASSETS,
+        **telemetry,
     )
+    app.state.metrics = metrics
     errors.install(app)
     for router in (
         chats.router,
@@ -238,6 +278,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         web.router,
     ):
         app.include_router(router)
+    if settings.metrics_enabled:
+        app.include_router(metrics_route.router)
+    if settings.admin_key:
+        app.include_router(admin.router)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
@@ -248,6 +292,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=settings.cors_origins,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Kaiwa-Response-Id", "Idempotent-Replayed"],
+        expose_headers=["X-Kaiwa-Response-Id", "Idempotent-Replayed", "X-Request-ID"],
     )
+    # Outside the others: CORS preflights, 413s and unhandled errors carry the id too.
+    app.add_middleware(RequestIdMiddleware)
+    if settings.metrics_enabled:
+        # Last, so outermost: it times and counts what every other middleware answers too.
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

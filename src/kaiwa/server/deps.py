@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kaiwa import log_context
 from kaiwa.bus import EventLog
 from kaiwa.bus.shared import Bus
 from kaiwa.config import Settings
@@ -25,6 +26,7 @@ from kaiwa.llm import ModelRegistry
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.runtime import Runtime, TokenSigner
 from kaiwa.runtime.tools.toolbox import Toolbox
+from kaiwa.server.metrics import Metrics
 from kaiwa.server.ratelimit import RateLimiter
 from kaiwa.store import workspaces
 from kaiwa.store.db import now, utc
@@ -44,6 +46,7 @@ class Services:
     signer: TokenSigner
     limiter: RateLimiter
     toolbox: Toolbox
+    metrics: Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ async def _authenticate_request(request: Request) -> Caller:
     services: Services = request.app.state.services
     async with request.app.state.read_sessions() as session:
         caller = await authenticate(session, request.headers.get("x-api-key"))
+    log_context.bind(workspace_id=caller.workspace_id)  # for the rest of the request's log lines
     await services.limiter.check_request(caller.key_id)
     return caller
 

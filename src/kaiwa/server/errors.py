@@ -2,6 +2,7 @@
 
 Routes and services raise `ApiError`; validation and framework errors are translated to the same
 codes, with a message that names the field and the rule. Nothing internal leaks into a message.
+The refusals and failures the metrics count (rate limits, Redis, the database) are counted here.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from kaiwa.bus.base import BusUnavailable
 from kaiwa.protocol import ApiError, ErrorCode
+from kaiwa.server.metrics import Metrics
+from kaiwa.server.ratelimit import RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +68,15 @@ def describe_validation(errors: Sequence[Any]) -> str:
     return "; ".join(parts) or "Invalid request"
 
 
-async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+def _metrics(request: Request) -> Metrics | None:
+    metrics: Metrics | None = getattr(request.app.state, "metrics", None)
+    return metrics
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    if isinstance(exc, RateLimited) and (metrics := _metrics(request)) is not None:
+        metrics.refused(exc.limit)
     return error_response(exc.status, int(exc.code), exc.message, exc.headers)
 
 
@@ -86,14 +97,18 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, int(code), message, dict(exc.headers or {}))
 
 
-async def _bus_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+async def _bus_unavailable(request: Request, exc: Exception) -> JSONResponse:
     logger.warning("request refused: %s", exc)
+    if (metrics := _metrics(request)) is not None:
+        metrics.redis_error()
     message = "Redis, which this server shares with its replicas, is unavailable; retry shortly"
     return error_response(503, int(ErrorCode.SERVER_ERROR), message, {"Retry-After": "1"})
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=exc)
+    if isinstance(exc, SQLAlchemyError) and (metrics := _metrics(request)) is not None:
+        metrics.database_error(exc)
     return error_response(500, int(ErrorCode.SERVER_ERROR), "Internal server error")
 
 

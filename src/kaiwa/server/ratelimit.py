@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from kaiwa.protocol import ApiError, ErrorCode
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MemoryRateLimiter",
+    "RateLimited",
     "RateLimiter",
     "StreamSlot",
     "create_limiter",
@@ -89,19 +90,29 @@ def create_limiter(settings: Settings, redis: Redis | None = None) -> RateLimite
     )
 
 
-def too_many_requests(per_minute: int, wait: float) -> ApiError:
-    return ApiError(
-        ErrorCode.RATE_LIMITED,
+class RateLimited(ApiError):
+    """429/10007, saying which limit refused (for the metrics)."""
+
+    def __init__(
+        self, limit: Literal["requests", "answers"], message: str, *, retry_after: int
+    ) -> None:
+        super().__init__(ErrorCode.RATE_LIMITED, message, headers={"Retry-After": str(retry_after)})
+        self.limit: Literal["requests", "answers"] = limit
+
+
+def too_many_requests(per_minute: int, wait: float) -> RateLimited:
+    return RateLimited(
+        "requests",
         f"Rate limit: at most {per_minute} requests per minute for this API key",
-        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        retry_after=max(1, math.ceil(wait)),
     )
 
 
-def too_many_answers(concurrent: int) -> ApiError:
-    return ApiError(
-        ErrorCode.RATE_LIMITED,
+def too_many_answers(concurrent: int) -> RateLimited:
+    return RateLimited(
+        "answers",
         f"Concurrency limit: at most {concurrent} answers in flight for this API key",
-        headers={"Retry-After": "1"},
+        retry_after=1,
     )
 
 

@@ -31,6 +31,7 @@ from kaiwa.protocol.sse import DONE, PING
 from kaiwa.server.deps import Services
 from kaiwa.server.envelope import ok
 from kaiwa.server.sse import follow, sse_response
+from kaiwa.server.tracing import link_to_answer
 from kaiwa.store.models import Message
 from kaiwa.store.models import Response as ResponseRecord
 
@@ -72,12 +73,20 @@ async def stream_answer(
     `record`, when the caller has it, spares a read. Raises 404 when the response is unknown
     (or not in `chat_id`) and its events are gone."""
     log = services.log
+    metrics = services.metrics
+    if services.settings.tracing_enabled:
+        # The request links to the span that produced the answer, maybe on another replica.
+        if record is None:
+            record = await session.get(ResponseRecord, response_id)
+        if record is not None and record.chat_id == chat_id:
+            link_to_answer(record.trace_context)
     if await log.read(response_id, cursor, wait=0) is None:
         # The events are gone (retention passed, or the server restarted): end the stream with
         # the outcome the database kept, under its original id when known (else cursor + 1).
         if record is None:
             record = await session.get(ResponseRecord, response_id)
         if record is None or record.chat_id != chat_id:
+            metrics.resumed("not_found")
             raise ApiError(ErrorCode.NOT_FOUND, f"Response {response_id} not found")
         if (
             record.status == "in_progress"
@@ -85,14 +94,18 @@ async def stream_answer(
             and await _reappears(log, response_id, cursor)
         ):
             await session.commit()
+            metrics.resumed("reappeared")
             return _follow(services, response_id, chat_id, cursor)
         message = await session.get(Message, record.assistant_message_id)
         await session.commit()
         if record.last_event_id is not None and cursor >= record.last_event_id:
+            metrics.resumed("already_ended")
             return sse_response(_once(PING + DONE), response_id)  # the client saw the end
         ending = stored_ending(record, message, record.last_event_id or cursor + 1)
+        metrics.resumed("stored_ending")
         return sse_response(_once(PING + ending + DONE), response_id)
     await session.commit()
+    metrics.resumed("log")
     return _follow(services, response_id, chat_id, cursor)
 
 
@@ -102,6 +115,8 @@ async def answer_outcome(services: Services, session: AsyncSession, response_id:
     record = await session.get(ResponseRecord, response_id, populate_existing=True)
     if record is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"Response {response_id} not found")
+    if services.settings.tracing_enabled:
+        link_to_answer(record.trace_context)
     message = await session.get(Message, record.assistant_message_id, populate_existing=True)
     await session.commit()
     if record.status == "in_progress":
@@ -136,6 +151,7 @@ def _follow(services: Services, response_id: str, chat_id: int, cursor: int) -> 
         after=cursor,
         ping_interval=settings.ping_interval,
         idle_timeout=settings.idle_timeout,
+        open_streams=services.metrics.resumed_streams,
     )
     return sse_response(body, response_id)
 

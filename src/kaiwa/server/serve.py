@@ -43,8 +43,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from kaiwa.config import Settings
-from kaiwa.server import access_log
+from kaiwa.server import logs
 from kaiwa.server.app import create_app
+from kaiwa.server.metrics_workers import share_metrics
 
 T = TypeVar("T")
 logger = logging.getLogger("uvicorn.error")
@@ -123,12 +124,13 @@ def _config(settings: Settings, app: FastAPI | str) -> uvicorn.Config:
         app,
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_config=None,  # set by `logs.configure`: uvicorn only sets its loggers' levels
+        log_level=settings.log_level,
         # Past the grace period the producers are cancelled and end their streams at once;
         # the few seconds more are for the last frames to reach the clients.
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
     )
-    access_log.install()  # after the config, which sets uvicorn's loggers up
+    logs.configure(settings)  # text or JSON lines, the access log's secrets redacted
     return config
 
 
@@ -159,6 +161,8 @@ async def serve_workers(settings: Settings) -> int:
 
     for sig in _STOPPING_SIGNALS:
         loop.add_signal_handler(sig, stop, sig)
+    # Before the workers start: they read the metrics' directory from the environment.
+    forget_metrics = share_metrics(settings)
     try:
         for worker in workers:
             worker.start()
@@ -178,6 +182,7 @@ async def serve_workers(settings: Settings) -> int:
             loop.remove_signal_handler(sig)
         held.close()
         listener.close()
+        forget_metrics()
     # A worker still starting when the signal came has no handler yet: SIGTERM ends it as well.
     stopped_well = all(w.exitcode in (0, -signal.SIGTERM) for w in workers)
     return 0 if received and stopped_well else 1
@@ -205,6 +210,7 @@ def _join(workers: Sequence[BaseProcess]) -> None:
 
 def _worker(settings: Settings, listener: socket.socket, lifeline: Connection) -> None:
     """One worker process: a server on the parent's socket (run by `multiprocessing`)."""
+    logs.configure(settings)  # a spawned process starts with none
     app = create_app(settings)
     server = _Server(_config(settings, app), app, delay=settings.resolved_shutdown_delay)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -28,6 +29,15 @@ SSE_HEADERS = {
 _GRACE = 5.0
 
 
+class OpenStreams(Protocol):
+    """A count of the streams open (a Prometheus gauge): one more at the start, one less at
+    the end; nothing per event."""
+
+    def inc(self) -> None: ...
+
+    def dec(self) -> None: ...
+
+
 async def follow(
     log: EventLog,
     response_id: str,
@@ -37,13 +47,17 @@ async def follow(
     ping_interval: float,
     idle_timeout: float,
     on_disconnect: Callable[[], object] | None = None,
+    open_streams: OpenStreams | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """The stream's body: frames after `after`, live, to `[DONE]`.
 
     `on_disconnect` runs when the client goes away before the end (the body is closed early).
     Each read's frames go out as one chunk: a reader that fell behind catches up in one write.
+    `open_streams` counts this stream while it is open.
     """
     ended = False
+    if open_streams is not None:
+        open_streams.inc()
     try:
         yield PING
         cursor = after
@@ -80,6 +94,8 @@ async def follow(
                 return
             yield PING
     finally:
+        if open_streams is not None:
+            open_streams.dec()
         if not ended and on_disconnect is not None:
             on_disconnect()
 

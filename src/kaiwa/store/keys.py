@@ -68,13 +68,15 @@ async def list_keys(session: AsyncSession, workspace_id: str | None = None) -> l
     return list(await session.scalars(query))
 
 
-async def revoke_key(session: AsyncSession, id_or_prefix: str) -> ApiKey | None:
-    """Revoke by id or visible prefix; None when nothing matches (or the prefix is ambiguous)."""
-    matches = list(
-        await session.scalars(
-            select(ApiKey).where(or_(ApiKey.id == id_or_prefix, ApiKey.prefix == id_or_prefix))
-        )
-    )
+async def revoke_key(
+    session: AsyncSession, id_or_prefix: str, workspace_id: str | None = None
+) -> ApiKey | None:
+    """Revoke by id or visible prefix (of a key of `workspace_id`, when given); None when
+    nothing matches (or the prefix is ambiguous)."""
+    query = select(ApiKey).where(or_(ApiKey.id == id_or_prefix, ApiKey.prefix == id_or_prefix))
+    if workspace_id is not None:
+        query = query.where(ApiKey.workspace_id == workspace_id)
+    matches = list(await session.scalars(query))
     if len(matches) != 1:
         return None
     key = matches[0]

@@ -152,6 +152,9 @@ class Response(Base):
     """The replica producing it (its id); None for answers started before replicas had ids."""
     cancel_reason: Mapped[str | None] = mapped_column(String(16))
     """A stop or interrupt asked from another replica, for the owner to pick up."""
+    trace_context: Mapped[str | None] = mapped_column(String(64))
+    """The W3C `traceparent` of the span that produced it, when traced: a resumed stream's
+    request, on any replica, links to it."""
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
 

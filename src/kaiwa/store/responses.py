@@ -65,8 +65,10 @@ async def insert_response(
     user_message_id: int,
     assistant_message_id: int,
     owner: str,
+    trace_context: str | None = None,
 ) -> None:
-    """Store a new response, in progress, produced by the replica `owner`."""
+    """Store a new response, in progress, produced by the replica `owner` (under the trace
+    `trace_context`, a W3C traceparent, when it is traced)."""
     values = {
         "id": response_id,
         "chat_id": chat_id,
@@ -77,6 +79,7 @@ async def insert_response(
         "assistant_message_id": assistant_message_id,
         "status": "in_progress",
         "owner": owner,
+        "trace_context": trace_context,
         "created_at": now(),
     }
     await session.execute(_INSERT, values)

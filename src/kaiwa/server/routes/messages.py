@@ -270,5 +270,6 @@ async def reply(
         ping_interval=settings.ping_interval,
         idle_timeout=settings.idle_timeout,
         on_disconnect=cancel_on_disconnect if options.on_disconnect == "cancel" else None,
+        open_streams=services.metrics.live_streams,
     )
     return sse_response(holding(slot, body), started.response_id)

@@ -24,6 +24,7 @@ from kaiwa.server.deps import (
     authenticate,
 )
 from kaiwa.server.envelope import ok
+from kaiwa.server.metrics import Metrics
 from kaiwa.server.replay import MAX_CURSOR, parse_cursor, stream_answer
 from kaiwa.server.routes.params import ChatId
 from kaiwa.store import responses
@@ -61,7 +62,7 @@ async def events(
     else:
         caller = await authenticate(session, x_api_key)
         await services.limiter.check_request(caller.key_id)
-        record = await _record(session, caller.workspace_id, chat_id, rid)
+        record = await _record(session, caller.workspace_id, chat_id, rid, services.metrics)
     return await stream_answer(services, session, rid, chat_id, cursor, record)
 
 
@@ -99,10 +100,17 @@ async def cancel(
 
 
 async def _record(
-    session: AsyncSession, workspace_id: str, chat_id: int, response_id: str
+    session: AsyncSession,
+    workspace_id: str,
+    chat_id: int,
+    response_id: str,
+    resumes: Metrics | None = None,
 ) -> ResponseRecord:
+    """The response, or 404; `resumes`: the metrics to count a resume of an unknown one in."""
     record = await responses.get_response(session, workspace_id, chat_id, response_id)
     if record is None:
+        if resumes is not None:
+            resumes.resumed("not_found")
         raise ApiError(ErrorCode.NOT_FOUND, f"Response {response_id} not found in chat {chat_id}")
     return record
 
