@@ -195,8 +195,13 @@ class KaiwaServer:
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
+            # Idle connections are dropped well before the server's keep-alive timeout (5 s):
+            # reusing one the server is closing that instant fails with "Server disconnected".
             self._client = httpx.Client(
-                base_url=self.base_url, timeout=HTTP_TIMEOUT, trust_env=False
+                base_url=self.base_url,
+                timeout=HTTP_TIMEOUT,
+                trust_env=False,
+                limits=httpx.Limits(keepalive_expiry=2.0),
             )
         return self._client
 
