@@ -14,18 +14,17 @@ import json
 import signal
 import socket
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from tests.e2e.conftest import fresh_postgres_database
 
 from kaiwa.store.guard import hold
 
 HOST = "127.0.0.1"
-POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SLOW = {"answer": [{"text": "still"}, {"delay": 5}, {"text": " here"}], "title": "slow"}
 
 
@@ -35,23 +34,8 @@ def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     if request.param == "sqlite":
         yield {}
         return
-    name = f"kaiwa_guard_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield {"KAIWA_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"}
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _admin(statement: str) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=10)
-        try:
-            await connection.execute(statement, timeout=30)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
+    with fresh_postgres_database() as url:
+        yield {"KAIWA_DATABASE_URL": url}
 
 
 def _second_serve(server: Any) -> Any:

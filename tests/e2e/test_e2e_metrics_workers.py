@@ -7,21 +7,18 @@ its pid at the end, and uses a fresh PostgreSQL database (workers need both).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.e2e.conftest import fresh_postgres_database
 from tests.redis_server import RedisServer
 
 HOST = "127.0.0.1"
-POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SERVE_WORKERS = ["-m", "kaiwa.cli", "serve", "--workers", "2"]
 ANSWERS = 6
 MESSAGES = "/api/v1/chats/{chat_id}/messages"
@@ -39,23 +36,8 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    name = f"kaiwa_metrics_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _admin(statement: str) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=10)
-        try:
-            await connection.execute(statement, timeout=30)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

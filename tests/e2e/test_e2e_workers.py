@@ -8,7 +8,6 @@ point; each logs its own "Started server process [<pid>]".
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -16,16 +15,14 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import pytest
+from tests.e2e.conftest import fresh_postgres_database
 from tests.redis_server import RedisServer
 
 HOST = "127.0.0.1"
-POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SERVE_WORKERS = [sys.executable, "-m", "kaiwa.cli", "serve", "--workers", "2"]
 STOP_TIMEOUT = 20.0
 
@@ -48,23 +45,8 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    name = f"kaiwa_workers_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _admin(statement: str) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=10)
-        try:
-            await connection.execute(statement, timeout=30)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture
