@@ -206,6 +206,24 @@ class Settings(BaseSettings):
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     ephemeral_file_ttl: float = Field(86400.0, gt=0)
     """Seconds an `ephemeral` upload is kept while no message has it attached."""
+    files_backend: Annotated[Literal["local", "s3"], BeforeValidator(_lower)] = "local"
+    """Where uploaded files' bytes are kept: `local`, in `<data_dir>/files` (with several
+    replicas, a volume they all mount); `s3`, in a bucket of S3-compatible object storage (AWS
+    S3, MinIO, Cloudflare R2…; `pip install 'kaiwa[s3]'`). The `s3_*` settings are for `s3`."""
+    s3_bucket: str | None = None
+    """The bucket (required with `s3`); it must exist, kaiwa creates none."""
+    s3_prefix: str = "kaiwa/"
+    """The folder of the bucket kaiwa's objects go in, so that the bucket may hold others."""
+    s3_endpoint: str | None = None
+    """The service's URL (`https://minio.internal:9000`); none means AWS S3 in `s3_region`."""
+    s3_region: str | None = None
+    """None means `AWS_REGION`, else `us-east-1`."""
+    s3_access_key_id: str | None = None
+    """With `s3_secret_access_key`; none means AWS's usual chain (`AWS_ACCESS_KEY_ID` and
+    `AWS_SECRET_ACCESS_KEY`, web identity, an ECS or EC2 role)."""
+    s3_secret_access_key: str | None = Field(None, repr=False)
+    s3_allow_http: bool = False
+    """Allow an `http://` endpoint (loopback, a private network); otherwise only `https`."""
     max_batch_items: int = Field(1000, ge=1)
     """Requests in one batch (`POST /batches`)."""
     batch_concurrency: int = Field(4, ge=0)
@@ -224,6 +242,19 @@ class Settings(BaseSettings):
     """Seconds before the first webhook retry; doubled for each further one."""
     batch_webhook_signature_header: str = "X-Codeer-Signature"
     """The header carrying `sha256=<hex HMAC-SHA256(secret, body)>` when a webhook has a secret."""
+    job_lease: float = Field(30.0, gt=0)
+    """Seconds a replica holds a background job without renewing it (it renews every third of
+    that); a job whose lease lapsed is taken by another replica: its owner is presumed dead."""
+    job_poll_interval: float = Field(2.0, gt=0)
+    """Seconds between looks for due jobs nobody announced (retries, another process on one
+    SQLite file, a lost announcement)."""
+    index_concurrency: int = Field(1, ge=0)
+    """Knowledge-base documents this process indexes at once; 0: it indexes none."""
+    index_attempts: int = Field(3, ge=1)
+    """Times a document's indexing is tried (a failing embedding service, a stopped replica)
+    before the document is marked failed."""
+    index_backoff: float = Field(2.0, ge=0)
+    """Seconds before indexing a document is tried again; doubled for each further try."""
 
     metrics_enabled: bool = True
     """Serve Prometheus metrics at `GET /metrics` (and measure what they report)."""

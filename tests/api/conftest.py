@@ -143,6 +143,8 @@ async def make_api(
                 "data_dir": tmp_path,
                 "ping_interval": 30.0,
                 "idle_timeout": 30.0,
+                # Retries come due between rings: looked for often enough for a test's pace.
+                "job_poll_interval": 0.2,
                 **overrides,
             }
             app = create_app(Settings(**values), **(app_kwargs or {}))

@@ -242,7 +242,7 @@ async def fill(api: Api, key: str) -> dict[str, Any]:
             json={"title": "営業時間", "text": "営業時間は9時から18時までです。"},
         )
     )["data"]
-    await api.app.state.indexer.join()
+    await api.app.state.jobs.settle(["index"])
     agent = data(
         await api.post(
             "/api/v1/agents",

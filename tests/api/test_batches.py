@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from kaiwa.store import workspaces
 from kaiwa.store.bootstrap import ensure_demo
 from kaiwa.store.db import create_engine, new_id, now, session_factory, transaction
 from kaiwa.store.keys import create_key
-from kaiwa.store.models import Batch, BatchItem, Workspace
+from kaiwa.store.models import Batch, BatchItem, Job, Workspace
 
 ANSWER = [{"text": "お問い合わせ"}, {"text": "ありがとうございます。"}]
 ANSWER_TEXT = "お問い合わせありがとうございます。"
@@ -614,7 +614,7 @@ async def test_a_webhook_event_not_subscribed_is_not_sent(make_api: MakeApi) -> 
 # -- restarts --------------------------------------------------------------------------------------
 
 
-async def test_a_second_process_continues_a_batch_a_dead_one_left_processing(
+async def test_another_replica_continues_a_batch_a_dead_one_left_processing(
     make_api: MakeApi,
 ) -> None:
     # The first app runs no batch items: what it leaves is what a dead process would.
@@ -650,6 +650,15 @@ async def test_a_second_process_continues_a_batch_a_dead_one_left_processing(
         rows["asked"].status, rows["asked"].attempts = "running", 1
         rows["asked"].chat_id, rows["asked"].response_id = chat["id"], turn.response_id
         rows["twice"].status, rows["twice"].attempts = "running", 2
+        # Their jobs, as the dead replica left them: running under a lease that has lapsed.
+        jobs = {
+            job.payload["item_id"]: job
+            for job in await session.scalars(select(Job).where(Job.kind == "batch_item"))
+        }
+        for custom_id, attempts in (("asked", 1), ("twice", 2)):
+            job = jobs[rows[custom_id].id]
+            job.state, job.owner, job.attempts = "running", "a-replica-that-died", attempts
+            job.lease_until = now() - timedelta(seconds=1)
 
     second = await fast_api(make_api)
     done = await until(second, batch["id"], ended)

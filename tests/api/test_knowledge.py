@@ -10,6 +10,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -21,8 +22,9 @@ from tests.unit.knowledge.documents import docx_bytes, pdf_bytes
 
 from kaiwa.knowledge.index import STOPPED
 from kaiwa.store.db import new_id, now
+from kaiwa.store.jobs import OWNER_STOPPED
 from kaiwa.store.keys import create_key
-from kaiwa.store.models import KbChunk, KbDocument, KbTerm, Workspace
+from kaiwa.store.models import Job, KbChunk, KbDocument, KbTerm, Workspace
 
 MakeApi = Callable[..., Awaitable[Api]]
 
@@ -66,7 +68,7 @@ async def accepted(response: httpx.Response) -> dict[str, Any]:
 
 async def settled(api: Api, kb_id: str, document_id: str) -> dict[str, Any]:
     """The document once it is ready or failed."""
-    await api.app.state.indexer.join()
+    await api.app.state.jobs.settle(["index"])
     document: dict[str, Any] = data(await api.get(f"{KB}/{kb_id}/documents/{document_id}"))
     assert document["status"] in ("ready", "failed"), document
     return document
@@ -385,7 +387,7 @@ async def test_deleting_a_document_while_it_is_processing(api: Api) -> None:
     kb = await create_kb(api)
     document = await accepted(await upload(api, kb["id"], "big.pdf", _large_pdf(pages=60)))
     data(await api.delete(f"{KB}/{kb['id']}/documents/{document['id']}"))
-    await api.app.state.indexer.join()
+    await api.app.state.jobs.settle(["index"])
     assert await count(api, KbDocument) == 0
     assert await count(api, KbChunk) == 0
 
@@ -461,7 +463,7 @@ async def test_search_is_the_same_on_both_databases(api: Api) -> None:
 async def test_embeddings_from_an_openai_compatible_endpoint(make_api: MakeApi) -> None:
     with FakeEmbeddings() as fake:
         settings = {"provider": "openai", "base_url": fake.base_url, "model": "fake-embed"}
-        api = await make_api(embeddings=settings)
+        api = await make_api(embeddings=settings, index_attempts=2, index_backoff=0.05)
         kb = await create_kb(api)
         document = await add_text(api, kb["id"], "Cancel", "定期便はいつでも解約できます。")
         assert document["status"] == "ready"
@@ -484,7 +486,12 @@ async def test_embeddings_from_an_openai_compatible_endpoint(make_api: MakeApi) 
         fake.enqueue(Failure(503))
         assert [hit["title"] for hit in await search(api, kb["id"], "解約")] == ["Cancel"]
 
-        # Failing while a document is embedded: that document fails, saying why.
+        # Failing once while a document is embedded: its job is tried again, and it is indexed.
+        fake.enqueue(Failure(500))
+        retried = await add_text(api, kb["id"], "返品", "返品は30日以内です。")
+        assert (retried["status"], retried["chunk_count"]) == ("ready", 1)
+        # Failing on every attempt: that document fails, saying why.
+        fake.enqueue(Failure(500))
         fake.enqueue(Failure(500))
         failed = await add_text(api, kb["id"], "送料", "送料は550円です。")
         assert failed["status"] == "failed"
@@ -564,10 +571,11 @@ async def test_the_event_loop_answers_while_a_large_pdf_is_parsed(api: Api) -> N
     content = _large_pdf(pages=300)
     assert len(content) > 2_000_000
     document = await accepted(await upload(api, kb["id"], "big.pdf", content))
-    indexer = api.app.state.indexer
+    jobs = api.app.state.jobs
+    await _until(lambda: jobs.running("index") == 1)
     worst = 0.0
     answered = 0
-    while indexer._tasks:  # parsing takes a few seconds, indexing a few more
+    while jobs.running("index"):  # parsing takes a few seconds, indexing a few more
         began = time.monotonic()
         response = await api.client.get("/healthz")
         assert response.status_code == 200
@@ -583,35 +591,84 @@ async def test_the_event_loop_answers_while_a_large_pdf_is_parsed(api: Api) -> N
     assert ready["chunk_count"] > 100
 
 
-async def test_shutdown_fails_documents_still_processing(api: Api) -> None:
-    kb = await create_kb(api)
-    document = await accepted(await upload(api, kb["id"], "big.pdf", _large_pdf(pages=100)))
-    await api.app.state.indexer.aclose()
-    stopped = data(await api.get(f"{KB}/{kb['id']}/documents/{document['id']}"))
-    assert (stopped["status"], stopped["error"]) == ("failed", STOPPED)
-    assert await count(api, KbChunk) == 0
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(30.0):
+        while not condition():  # noqa: ASYNC110 - a state of the worker, not an event
+            await asyncio.sleep(0.01)
 
 
-async def test_start_up_fails_documents_a_dead_process_left_processing(make_api: MakeApi) -> None:
+async def _job_rows(api: Api) -> list[Job]:
+    async with api.store() as session:
+        return list(await session.scalars(select(Job).where(Job.kind == "index")))
+
+
+async def test_shutdown_gives_a_document_being_indexed_back_to_the_queue(
+    make_api: MakeApi,
+) -> None:
     first = await make_api(**NO_EMBEDDINGS)
     kb = await create_kb(first)
+    document = await accepted(await upload(first, kb["id"], "big.pdf", _large_pdf(pages=100)))
+    await _until(lambda: first.app.state.jobs.running("index") == 1)
+    await first.app.state.jobs.aclose()
+    stopped = data(await first.get(f"{KB}/{kb['id']}/documents/{document['id']}"))
+    assert (stopped["status"], stopped["error"]) == ("processing", None)
+    [job] = await _job_rows(first)
+    assert (job.state, job.owner, job.attempts) == ("queued", None, 0)
+    # The next process (or any other replica) indexes it, once.
+    second = await make_api(**NO_EMBEDDINGS)
+    ready = await settled(second, kb["id"], document["id"])
+    assert ready["status"] == "ready"
+    assert await count(second, KbChunk) == ready["chunk_count"] > 0
+    assert await _job_rows(second) == []
+
+
+async def test_a_document_whose_replica_died_is_indexed_by_another(make_api: MakeApi) -> None:
+    first = await make_api(**NO_EMBEDDINGS, index_concurrency=0)
+    kb = await create_kb(first)
+    document = await accepted(
+        await first.post(
+            f"{KB}/{kb['id']}/documents",
+            json={"title": "営業時間", "text": "営業時間は平日9時から18時です。"},
+        )
+    )
+    # As a replica that took the job and died leaves it: running, its lease lapsed, and some
+    # of the chunks it had written.
     async with first.store() as session:
+        job = await session.scalar(select(Job).where(Job.kind == "index"))
+        assert job is not None
+        job.state, job.owner, job.attempts = "running", "dead-replica", 1
+        job.lease_until = now() - timedelta(seconds=1)
         session.add(
-            KbDocument(
-                id=(orphan := new_id()),
+            KbChunk(
+                document_id=document["id"],
                 knowledge_base_id=kb["id"],
-                workspace_id=first.workspace_id,
-                title="orphan",
-                source="orphan.pdf",
-                content_type="application/pdf",
-                size=1,
-                status="processing",
-                error=None,
-                chunk_count=0,
-                created_at=now(),
-                updated_at=now(),
+                ordinal=0,
+                text="half",
+                term_count=1,
             )
         )
     second = await make_api(**NO_EMBEDDINGS)
-    document = data(await second.get(f"{KB}/{kb['id']}/documents/{orphan}"))
-    assert (document["status"], document["error"]) == ("failed", STOPPED)
+    ready = await settled(second, kb["id"], document["id"])
+    assert (ready["status"], ready["chunk_count"]) == ("ready", 1)
+    assert await count(second, KbChunk) == 1
+    assert await _job_rows(second) == []
+
+
+async def test_a_document_whose_replica_died_on_its_last_attempt_fails_with_the_reason(
+    make_api: MakeApi,
+) -> None:
+    first = await make_api(**NO_EMBEDDINGS, index_concurrency=0)
+    kb = await create_kb(first)
+    document = await accepted(
+        await first.post(f"{KB}/{kb['id']}/documents", json={"title": "t", "text": "本文です。"})
+    )
+    async with first.store() as session:
+        job = await session.scalar(select(Job).where(Job.kind == "index"))
+        assert job is not None
+        job.state, job.owner, job.attempts = "running", "dead-replica", 3
+        job.lease_until = now() - timedelta(seconds=1)
+    second = await make_api(**NO_EMBEDDINGS, index_attempts=3)
+    failed = await settled(second, kb["id"], document["id"])
+    assert (failed["status"], failed["error"]) == ("failed", STOPPED)
+    [job] = await _job_rows(second)
+    assert (job.state, job.last_error) == ("failed", OWNER_STOPPED)

@@ -35,7 +35,7 @@ async def indexed(api: Api) -> tuple[str, dict[str, str]]:
         )
         assert response.status_code == 202, response.text
         names[response.json()["data"]["id"]] = path.name
-    await api.app.state.indexer.join()
+    await api.app.state.jobs.settle(["index"])
     documents = data(await api.get(f"/api/v1/knowledge-bases/{kb['id']}/documents"))
     assert {document["status"] for document in documents} == {"ready"}
     return kb["id"], names

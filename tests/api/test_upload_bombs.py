@@ -43,7 +43,7 @@ async def add_document(api: Api, name: str, content: bytes) -> dict[str, Any]:
     kb_id = envelope(response)["data"]["id"]
     response = await api.post(f"{KB}/{kb_id}/documents", files={"file": (name, content)})
     assert response.status_code == 202, response.text
-    await api.app.state.indexer.join()
+    await api.app.state.jobs.settle(["index"])
     document: dict[str, Any] = data(
         await api.get(f"{KB}/{kb_id}/documents/{envelope(response)['data']['id']}")
     )

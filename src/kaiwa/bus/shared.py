@@ -4,6 +4,7 @@ or shared through Redis.
     bus = await open_bus(settings.redis_url, retention=3600, max_age=86400,
                          max_bytes=16 << 20, heartbeat_ttl=5.0)
     bus.log, bus.replicas, bus.control      # control is None without Redis
+    bus.bell                                # new background jobs, heard by every replica
     await bus.aclose()
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kaiwa.bus.base import EventLog
+from kaiwa.bus.bell import JobBell, LocalBell
 from kaiwa.bus.memory import MemoryEventLog
 from kaiwa.bus.replicas import Replicas, SoloReplicas, new_replica_id
 
@@ -31,6 +33,7 @@ class Bus:
     replicas: Replicas
     control: RedisControl | None
     """None without Redis: one process, where every running answer is local."""
+    bell: JobBell
     redis: Redis | None = None
     subscriber: RedisSubscriber | None = None
 
@@ -57,8 +60,9 @@ async def open_bus(
     replica_id = new_replica_id()
     if not redis_url:
         log = MemoryEventLog(retention=retention, max_age=max_age, max_bytes=max_bytes)
-        return Bus(log=log, replicas=SoloReplicas(replica_id), control=None)
+        return Bus(log=log, replicas=SoloReplicas(replica_id), control=None, bell=LocalBell())
     # Imported here: one process never needs redis-py.
+    from kaiwa.bus.bell import RedisBell
     from kaiwa.bus.control import RedisControl
     from kaiwa.bus.redis import RedisEventLog, connect
     from kaiwa.bus.replicas import RedisReplicas
@@ -81,6 +85,7 @@ async def open_bus(
         ),
         replicas=RedisReplicas(redis, replica_id, ttl=heartbeat_ttl),
         control=RedisControl(redis, subscriber, replica_id),
+        bell=RedisBell(redis, subscriber),
         redis=redis,
         subscriber=subscriber,
     )

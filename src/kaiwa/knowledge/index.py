@@ -1,22 +1,28 @@
 """The ingest pipeline: a stored `processing` document becomes `ready` chunks, or `failed`.
 
-    await recover_documents(sessions)                 # at start-up, before anything is indexed
-    indexer = Indexer(sessions, embedder)
+    indexer = Indexer(sessions, embedder, blobs)
     ...
-    document = await knowledge.add_document(session, kb, ...)   # in the route, then commit
-    indexer.start(document.id, Upload(data, filename="手順書.pdf", content_type=None))
+    key = await blobs.save(data)                                    # in the route
+    document = await knowledge.add_document(session, kb, ..., storage_key=key)
+    jobs.enqueue(session, "index", {"document_id": document.id, "title": None}, ...)
     ...
-    await indexer.aclose()                            # at shutdown
+    await indexer.index_stored(document.id, title=None)             # the job, on any replica
 
-In the background, a document is parsed and chunked in a worker thread (a 20 MB PDF never blocks
-the event loop), its chunks embedded (when there is an embedder) and written with their postings
-in short transactions of `batch` chunks, and finally marked `ready` with its chunk count. Any
-problem marks only that document `failed`, with an `error` a user can act on, and removes what it
-had written. `indexing` documents run `workers` at a time; the others wait their turn.
+A document is parsed and chunked in a worker thread (a 20 MB PDF never blocks the event loop),
+its chunks embedded (when there is an embedder) and written with their postings in short
+transactions of `batch` chunks, and finally marked `ready` with its chunk count; the uploaded
+bytes it was read from are then deleted. A document that cannot be read (`IngestError`) is
+marked `failed` with an `error` a user can act on. Anything else (the embedding service down,
+the process dying) propagates: the job is retried, and `index_stored` starts over, dropping
+the chunks an interrupted attempt left (`store.knowledge.begin_indexing`). Search only ever
+sees `ready` documents, so it never sees half of one.
 
-Deliberate oddities: a document left `processing` by a stopped process can never finish, so
-start-up marks every such document failed. With several replicas, a replica that restarts while
-another is still indexing fails that document too; it must then be uploaded again.
+Why short transactions rather than one: on SQLite a transaction that writes holds the file's
+only write lock, and a 20 MB document's chunks and postings take seconds to write; the answers
+being streamed meanwhile must still be able to checkpoint.
+
+`start`/`join`/`aclose` index content already in memory in tasks of this process, for the
+built-in guide and the benchmarks.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kaiwa.files.storage import BlobNotFound, BlobStore
 from kaiwa.knowledge.chunk import chunk_text
 from kaiwa.knowledge.embed import Embedder, EmbeddingError
 from kaiwa.knowledge.ingest import (
@@ -41,11 +48,12 @@ from kaiwa.knowledge.terms import counted_terms
 from kaiwa.store import knowledge as store
 from kaiwa.store.db import transaction
 
-__all__ = ["STOPPED", "Indexer", "Upload", "recover_documents"]
+__all__ = ["STOPPED", "Indexer", "Upload"]
 
 logger = logging.getLogger(__name__)
 
 STOPPED = "The server stopped while processing this document; upload it again"
+GONE = "The uploaded file of this document is gone; upload it again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,22 +65,12 @@ class Upload:
     content_type: str | None
 
 
-async def recover_documents(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
-    """Mark documents a dead process left `processing` as failed; their ids."""
-    async with transaction(sessions) as session:
-        failed = await store.fail_documents(session, STOPPED)
-    if failed:
-        logger.warning(
-            "%d knowledge-base documents were left processing; marked failed", len(failed)
-        )
-    return failed
-
-
 class Indexer:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         embedder: Embedder | None,
+        blobs: BlobStore | None = None,
         *,
         max_chars: int = 600,
         overlap: int = 100,
@@ -83,6 +81,7 @@ class Indexer:
         """`limits`: how far a document may unpack (`max_extracted_bytes`, `max_compression_ratio`);
         past them it fails with a message naming the setting."""
         self._sessions = sessions
+        self._blobs = blobs
         self._limits = limits
         self._embedder = embedder
         self._max_chars = max_chars
@@ -91,6 +90,39 @@ class Indexer:
         self._slots = asyncio.Semaphore(workers)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closed = False
+
+    async def index_stored(self, document_id: str, *, title: str | None) -> None:
+        """Index a stored document from the bytes it was uploaded with; idempotent: a document
+        already ready, or gone, is left alone, and one an earlier attempt left half-written
+        starts over. Raises what a retry may cure (an `EmbeddingError`, a database error)."""
+        if self._blobs is None:
+            raise RuntimeError("this indexer has no blob store")
+        async with transaction(self._sessions) as session:
+            document = await store.begin_indexing(session, document_id)
+        if document is None:
+            return
+        key = document.storage_key
+        try:
+            if key is None:
+                raise BlobNotFound("")
+            data = await self._blobs.read(key)
+        except BlobNotFound:
+            await self._fail(document_id, GONE)
+            return
+        upload = Upload(data, filename=document.source, content_type=document.content_type)
+        del data
+        try:
+            extracted = await asyncio.to_thread(_extract, upload, self._limits)
+            del upload  # the file's bytes are not needed once its text is out
+            await self._write(document_id, extracted, title)
+        except IngestError as exc:
+            await self._fail(document_id, exc.message)
+        # Ready, or never readable: the bytes are not needed any more.
+        await self._blobs.delete(key)
+
+    async def fail(self, document_id: str, message: str) -> None:
+        """Mark a document failed (its indexing will not be tried again)."""
+        await self._fail(document_id, message)
 
     def start(self, document_id: str, content: Upload | Extracted, *, title: str | None) -> None:
         """Index a stored `processing` document in the background.
@@ -146,6 +178,9 @@ class Indexer:
         self, document_id: str, content: Upload | Extracted, title: str | None
     ) -> None:
         extracted = await asyncio.to_thread(_extract, content, self._limits)
+        await self._write(document_id, extracted, title)
+
+    async def _write(self, document_id: str, extracted: Extracted, title: str | None) -> None:
         chunks = await asyncio.to_thread(
             chunk_text, extracted.text, max_chars=self._max_chars, overlap=self._overlap
         )

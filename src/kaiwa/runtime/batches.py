@@ -1,28 +1,23 @@
-"""The batch runner: takes pending batch items and answers each as an ordinary response.
+"""Batch items as jobs: each is answered as an ordinary response, by whichever replica claims it.
 
-    runner = BatchRunner(sessions=..., read_sessions=..., runtime=runtime, settings=settings)
-    await runner.start()    # after `runtime.recover()`: continue what a dead process left
-    runner.wake()           # a batch was stored: look for work now
-    runner.stop()           # shutdown begins: take no more items
-    await runtime.drain(…)  # running items' responses end, or are cancelled
-    await runner.aclose()   # put the cancelled ones back for the next start; stop webhooks
+    items = BatchItems(sessions=..., read_sessions=..., runtime=runtime, settings=settings,
+                       notify=worker.notify)
+    worker.register(items)  # kind `batch_item`, `batch_concurrency` at once here
+    items.stop()            # shutdown begins: items cut short go back to the queue
 
 Each item gets its own chat (named by its `name`, else its `custom_id`, and never auto-titled)
 or continues its `history_id` chat, then `Runtime.start` and `Runtime.wait`: its events are those
-of any response, readable through the resume endpoint. At most `batch_concurrency` items run at
-once in this process (0: none; the process only accepts batches).
+of any response, readable through the resume endpoint.
 
 Deliberate choices:
 
 - A chat busy with another response (409) is retried `batch_busy_retries` times with backoff,
   then the item fails with that reason.
-- An item taken by a process that died is retried once (`store.batches.recover`); if its
+- An item whose replica died is run again by another (its job's lease lapses), once: if its
   question was already stored, the retry regenerates the answer instead of asking twice, and if
-  its answer had been stored in full, that answer is the item's outcome.
-- A response cut short by shutdown puts its item back (`pending`), not `cancelled`.
-- The webhook fires once the batch has ended and no item runs any more, so the batch object it
-  carries has final counts; a batch cancelled while items ran fires when the last one stops.
-- Like `Runtime.recover`, start-up recovery assumes one runner per database.
+  its answer had been stored in full, that answer is the item's outcome. A second death fails it.
+- A response cut short by shutdown puts its item (and its job) back, not `cancelled`.
+- Storing an item's outcome is a compare-and-set on its status: an item is answered once.
 """
 
 from __future__ import annotations
@@ -36,20 +31,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kaiwa.config import Settings
 from kaiwa.net.redact import shown_url
 from kaiwa.protocol import ApiError, ErrorCode, ResponseState
+from kaiwa.runtime.jobs import Notify, Release
 from kaiwa.runtime.responses import Runtime, StartedResponse
 from kaiwa.runtime.turns import TurnRequest
-from kaiwa.runtime.webhooks import WebhookSender
 from kaiwa.store import batches, chats, messages
 from kaiwa.store.batches import ItemOutcome
 from kaiwa.store.db import iso, transaction
-from kaiwa.store.models import Batch, BatchItem, Message, Response, Workspace
+from kaiwa.store.models import Batch, BatchItem, Job, Message, Response, Workspace
 
-__all__ = ["BatchRunner", "batch_object", "item_result"]
+__all__ = ["BatchItems", "batch_object", "item_result"]
 
 logger = logging.getLogger(__name__)
 
-CLOSE_WAIT = 5.0
-"""Seconds `aclose` gives running items to record their outcome before cancelling them."""
+DIED_TWICE = "The server stopped twice while this item was running"
 
 
 def batch_object(batch: Batch) -> dict[str, Any]:
@@ -99,7 +93,12 @@ class _Requeue(Exception):
     """The item could not run because this process is stopping: it goes back to `pending`."""
 
 
-class BatchRunner:
+class BatchItems:
+    kind = batches.ITEM_JOB
+    max_attempts = 2
+    """A second attempt only after the replica running the first died (see above)."""
+    backoff = 1.0
+
     def __init__(
         self,
         *,
@@ -107,130 +106,52 @@ class BatchRunner:
         read_sessions: async_sessionmaker[AsyncSession],
         runtime: Runtime,
         settings: Settings,
-        webhooks: WebhookSender | None = None,
+        notify: Notify,
     ) -> None:
         self._sessions = sessions
         self._read_sessions = read_sessions
         self._runtime = runtime
         self._settings = settings
-        self._webhooks = webhooks or WebhookSender(
-            allow_private=settings.fetch_allow_private,
-            timeout=settings.batch_webhook_timeout,
-            attempts=settings.batch_webhook_attempts,
-            backoff=settings.batch_webhook_backoff,
-            signature_header=settings.batch_webhook_signature_header,
-        )
-        self._limit = settings.batch_concurrency
-        self._wake = asyncio.Event()
+        self._notify = notify
+        self.concurrency = settings.batch_concurrency
         self._stopping = False
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._items: set[asyncio.Task[None]] = set()
-        self._deliveries: dict[str, asyncio.Task[None]] = {}
-
-    async def start(self) -> None:
-        """Recover what a dead process left, then run items in the background."""
-        if self._limit == 0:
-            return
-        async with transaction(self._sessions) as session:
-            recovered = await batches.recover(
-                session,
-                code=int(ErrorCode.SERVER_ERROR),
-                message="The server stopped twice while this item was running",
-            )
-        if recovered.retried or recovered.failed:
-            logger.info(
-                "batch items left running: %d retried, %d failed",
-                recovered.retried,
-                recovered.failed,
-            )
-        async with self._read_sessions() as session:
-            due = await batches.due_webhooks(session)
-        for batch_id in due:
-            self.deliver_later(batch_id)
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="batch-runner")
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def stop(self) -> None:
-        """Take no more items; safe to call more than once."""
+        """Shutdown begins: responses cut short from now on put their item back."""
         self._stopping = True
-        self._wake.set()
 
-    async def aclose(self) -> None:
-        self.stop()
-        if self._dispatcher is not None:
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
-        if self._items:
-            _, late = await asyncio.wait(self._items, timeout=CLOSE_WAIT)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
-        deliveries = list(self._deliveries.values())
-        for task in deliveries:
-            task.cancel()
-        await asyncio.gather(*deliveries, return_exceptions=True)
-        await self._webhooks.aclose()
-
-    def deliver_later(self, batch_id: str) -> None:
-        """Send the webhook of a batch that has just ended (if it subscribed to that event)."""
-        if batch_id in self._deliveries or self._stopping:
+    async def run(self, job: Job) -> None:
+        item_id = int(job.payload["item_id"])
+        async with transaction(self._sessions) as session:
+            item = await batches.take_item(session, item_id)
+        if item is None:
             return
-        task = asyncio.create_task(self._deliver(batch_id), name=f"batch-webhook-{batch_id}")
-        self._deliveries[batch_id] = task
-        task.add_done_callback(lambda _: self._deliveries.pop(batch_id, None))
-
-    # -- taking items ------------------------------------------------------------------------------
-
-    async def _dispatch(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                while not self._stopping and len(self._items) < self._limit:
-                    async with transaction(self._sessions) as session:
-                        item = await batches.claim_next(session)
-                    if item is None:
-                        break
-                    task = asyncio.create_task(self._run(item), name=f"batch-item-{item.id}")
-                    self._items.add(task)
-                    task.add_done_callback(self._item_done)
-            except Exception:
-                logger.exception("taking a batch item failed; trying again later")
-            try:
-                async with asyncio.timeout(self._settings.batch_poll_interval):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-
-    def _item_done(self, task: asyncio.Task[None]) -> None:
-        self._items.discard(task)
-        self._wake.set()
-
-    async def _run(self, item: BatchItem) -> None:
         try:
             outcome = await self._answer(item)
         except _Requeue:
             await self._requeue(item.id)
-            return
+            raise Release from None
         except asyncio.CancelledError:
             await asyncio.shield(self._requeue(item.id))
             raise
         except Exception:
             logger.exception("batch item %s failed", item.id)
-            outcome = ItemOutcome(
-                status="failed",
-                error_code=int(ErrorCode.SERVER_ERROR),
-                error_message="Internal server error while running this item",
+            outcome = _failed(
+                int(ErrorCode.SERVER_ERROR), "Internal server error while running this item"
             )
-        try:
-            async with transaction(self._sessions) as session:
-                ended = await batches.finish_item(session, item.id, outcome)
-        except Exception:
-            # It stays `running`: the next start retries it (`store.batches.recover`).
-            logger.exception("could not store the outcome of batch item %s", item.id)
-            return
+        await self._finish(item.id, outcome)
+
+    async def give_up(self, job: Job, error: str) -> None:
+        item_id = int(job.payload["item_id"])
+        await self._finish(item_id, _failed(int(ErrorCode.SERVER_ERROR), DIED_TWICE))
+
+    async def _finish(self, item_id: int, outcome: ItemOutcome) -> None:
+        async with transaction(self._sessions) as session:
+            ended = await batches.finish_item(session, item_id, outcome)
+        # The next item of the same chat, or the batch's webhook, may have been queued.
+        await self._notify(batches.ITEM_JOB)
         if ended is not None:
-            self.deliver_later(ended.id)
+            await self._notify(batches.WEBHOOK_JOB)
 
     async def _requeue(self, item_id: int) -> None:
         async with transaction(self._sessions) as session:
@@ -373,34 +294,6 @@ class BatchRunner:
             response.error_code or int(ErrorCode.SERVER_ERROR),
             response.error_message or "The response failed",
         )
-
-    # -- webhooks ----------------------------------------------------------------------------------
-
-    async def _deliver(self, batch_id: str) -> None:
-        try:
-            async with self._read_sessions() as session:
-                batch = await session.get(Batch, batch_id)
-            if batch is None or batch.webhook_url is None or batch.webhook_delivered_at:
-                return
-            event = batches.webhook_event(batch)
-            if event is None:
-                return
-            delivery = await self._webhooks.deliver(
-                batch.webhook_url,
-                event=event,
-                batch=batch_object(batch),
-                secret=batch.webhook_secret,
-            )
-            if delivery.error is not None:
-                logger.warning("webhook of batch %s not delivered: %s", batch_id, delivery.error)
-            async with transaction(self._sessions) as session:
-                await batches.record_webhook(
-                    session, batch_id, attempts=delivery.attempts, error=delivery.error
-                )
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("delivering the webhook of batch %s failed", batch_id)
 
 
 def _failed(code: int, message: str) -> ItemOutcome:

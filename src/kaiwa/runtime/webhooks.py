@@ -6,6 +6,10 @@ address unless the operator allowed it.
     delivery.attempts, delivery.error          # error None: delivered (a 2xx answer)
     await sender.aclose()
 
+In the server each delivery is a `webhook` job (`Webhooks`): one attempt per run of the job, so
+the retries survive a restart and any replica may make the next one; the attempts and their
+backoff are `batch_webhook_attempts` and `batch_webhook_backoff`.
+
 The request: `POST url`, `Content-Type: application/json`, body
 `{"event": "completed", "batch": {...}, "timestamp": "2026-01-01T00:00:00.000000Z"}` and headers
 
@@ -32,18 +36,27 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import kaiwa
 from kaiwa.net.addresses import AddressPolicy, BlockedAddress
+from kaiwa.net.redact import shown_url
 from kaiwa.net.transport import GuardedTransport
+from kaiwa.runtime.jobs import Retry
+from kaiwa.store import batches
+from kaiwa.store.db import transaction
+from kaiwa.store.models import Batch, Job
 
-__all__ = ["Delivery", "WebhookSender", "sign", "webhook_body"]
+__all__ = ["Delivery", "WebhookSender", "Webhooks", "sign", "webhook_body"]
+
+logger = logging.getLogger(__name__)
 
 USER_AGENT = f"kaiwa/{kaiwa.__version__} (+batch-webhook)"
 _RETRIED = frozenset({408, 429})
@@ -107,12 +120,18 @@ class WebhookSender:
         for attempt in range(1, self._attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 2))
-            error, retry = await self._send(url, event, batch, secret)
+            error, retry = await self.send(url, event=event, batch=batch, secret=secret)
             if not error:
                 return Delivery(attempts=attempt, error=None)
             if not retry:
                 return Delivery(attempts=attempt, error=error)
         return Delivery(attempts=self._attempts, error=error)
+
+    async def send(
+        self, url: str, *, event: str, batch: Mapping[str, Any], secret: str | None
+    ) -> tuple[str, bool]:
+        """One attempt: `("", _)` when delivered, else (why not, whether to try again)."""
+        return await self._send(url, event, batch, secret)
 
     async def _send(
         self, url: str, event: str, batch: Mapping[str, Any], secret: str | None
@@ -144,3 +163,64 @@ class WebhookSender:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class Webhooks:
+    """The `webhook` job: delivers an ended batch's webhook, one attempt per run."""
+
+    kind = batches.WEBHOOK_JOB
+    concurrency = 4
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        sender: WebhookSender,
+        *,
+        attempts: int,
+        backoff: float,
+        batch_object: Callable[[Batch], Mapping[str, Any]],
+    ) -> None:
+        self._sessions = sessions
+        self._sender = sender
+        self.max_attempts = attempts
+        self.backoff = backoff
+        self._batch_object = batch_object
+
+    async def run(self, job: Job) -> None:
+        batch_id = str(job.payload["batch_id"])
+        async with self._sessions() as session:
+            batch = await session.get(Batch, batch_id)
+        if batch is None or batch.webhook_url is None or batch.webhook_delivered_at is not None:
+            return
+        event = batches.webhook_event(batch)
+        if event is None:
+            return
+        error, again = await self._sender.send(
+            batch.webhook_url,
+            event=event,
+            batch=self._batch_object(batch),
+            secret=batch.webhook_secret,
+        )
+        if error and again and job.attempts < self.max_attempts:
+            await self._record(batch_id, job.attempts)
+            raise Retry(error)
+        await self._record(batch_id, job.attempts, delivered=not error, error=error or None)
+        if error:
+            logger.warning(
+                "webhook of batch %s to %s not delivered: %s",
+                batch_id,
+                shown_url(batch.webhook_url),
+                error,
+            )
+
+    async def give_up(self, job: Job, error: str) -> None:
+        """Its replica died on the last attempt: recorded as not delivered."""
+        await self._record(str(job.payload["batch_id"]), job.attempts, error=error)
+
+    async def _record(
+        self, batch_id: str, attempts: int, *, delivered: bool = False, error: str | None = None
+    ) -> None:
+        async with transaction(self._sessions) as session:
+            await batches.record_webhook(
+                session, batch_id, attempts=attempts, delivered=delivered, error=error
+            )

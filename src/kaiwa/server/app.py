@@ -15,23 +15,27 @@ from fastapi_offline import FastAPIOffline
 from kaiwa import __version__
 from kaiwa.bus.shared import open_bus
 from kaiwa.config import Settings
-from kaiwa.files import FileStore, expire_forever
+from kaiwa.files import FileStore
+from kaiwa.files.expiry import sweep, sweep_interval
 from kaiwa.knowledge.embed import build_embedder
-from kaiwa.knowledge.index import Indexer, recover_documents
+from kaiwa.knowledge.index import Indexer
 from kaiwa.knowledge.inflate import InflateLimits
 from kaiwa.knowledge.search import KnowledgeSearch
 from kaiwa.llm import ModelRegistry
 from kaiwa.net import Fetcher, build_web_search
 from kaiwa.runtime import Runtime, TokenSigner
-from kaiwa.runtime.batches import BatchRunner
+from kaiwa.runtime.batches import BatchItems, batch_object
+from kaiwa.runtime.indexing import IndexJobs
+from kaiwa.runtime.jobs import JobWorker, Periodic
 from kaiwa.runtime.observe import NO_OBSERVER, Observer, Observers
 from kaiwa.runtime.replica import Replica
 from kaiwa.runtime.stops import Stops
 from kaiwa.runtime.sweeper import Sweeper
 from kaiwa.runtime.tools.toolbox import Backends, Limits, Toolbox, chat_lookup
-from kaiwa.server import errors
+from kaiwa.runtime.webhooks import Webhooks, WebhookSender
+from kaiwa.server import errors, idempotency
 from kaiwa.server.deps import Services
-from kaiwa.server.idempotency import purge_forever
+from kaiwa.server.idempotency import PURGE_INTERVAL
 from kaiwa.server.limits import BodyLimitMiddleware
 from kaiwa.server.metrics import Metrics
 from kaiwa.server.metrics_http import MetricsMiddleware
@@ -67,6 +71,9 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
+JOBS_GRACE = 5.0
+"""Seconds running jobs get, once the answers have drained, to record their outcome before
+they are cancelled and given back to the queue."""
 DOCS_ASSETS = "/docs/assets"
 """Where Swagger UI's and ReDoc's files (from the `fastapi-offline` package) are served."""
 
@@ -111,17 +118,17 @@ def create_app(
         secret = await secrets.get_or_create(sessions, "resume_token")
         signer = TokenSigner(secret, ttl=settings.resume_token_ttl)
         read_sessions = session_factory(engine, read_only=True)
-        await recover_documents(bulk_sessions)
         embedder = build_embedder(settings.embeddings)
         knowledge = KnowledgeSearch(bulk_reads, embedder)
+        file_store = FileStore(settings.files_dir)
         indexer = Indexer(
             bulk_sessions,
             embedder,
+            file_store,
             limits=InflateLimits(
                 max_bytes=settings.max_extracted_bytes, max_ratio=settings.max_compression_ratio
             ),
         )
-        file_store = FileStore(settings.files_dir)
         fetcher = Fetcher(
             allow_private=settings.fetch_allow_private,
             max_bytes=settings.fetch_max_bytes,
@@ -179,21 +186,67 @@ def create_app(
         )
         await replica.start(runtime)
         app.state.sweeper = sweeper
-        batch_runner = BatchRunner(
-            sessions=sessions, read_sessions=read_sessions, runtime=runtime, settings=settings
+        # Background work, shared by every replica through the `jobs` table.
+        jobs = JobWorker(
+            sessions,
+            bus.bell,
+            owner=bus.replicas.id,
+            lease=settings.job_lease,
+            poll_interval=settings.job_poll_interval,
         )
-        await batch_runner.start()
-        app.state.batches = batch_runner
+        batch_items = BatchItems(
+            sessions=sessions,
+            read_sessions=read_sessions,
+            runtime=runtime,
+            settings=settings,
+            notify=jobs.notify,
+        )
+        webhook_sender = WebhookSender(
+            allow_private=settings.fetch_allow_private,
+            timeout=settings.batch_webhook_timeout,
+            attempts=1,
+            backoff=0.0,
+            signature_header=settings.batch_webhook_signature_header,
+        )
+        periodic = [
+            Periodic(
+                "expire_files",
+                sweep_interval(settings.ephemeral_file_ttl),
+                lambda: sweep(sessions, file_store, ttl=settings.ephemeral_file_ttl),
+            ),
+            Periodic(
+                "purge_idempotency_keys",
+                PURGE_INTERVAL,
+                lambda: idempotency.purge(sessions, ttl=settings.idempotency_ttl),
+            ),
+        ]
+        jobs.register(
+            IndexJobs(
+                indexer,
+                concurrency=settings.index_concurrency,
+                attempts=settings.index_attempts,
+                backoff=settings.index_backoff,
+            ),
+            batch_items,
+            Webhooks(
+                sessions,
+                webhook_sender,
+                attempts=settings.batch_webhook_attempts,
+                backoff=settings.batch_webhook_backoff,
+                batch_object=batch_object,
+            ),
+            *periodic,
+        )
+        for job in periodic:
+            await job.ensure(sessions)
+        await jobs.start()
+        app.state.jobs = jobs
         app.state.sessions = sessions
         app.state.read_sessions = read_sessions
         app.state.embedder = embedder
         app.state.knowledge = knowledge
         app.state.indexer = indexer
         app.state.files = file_store
-        expiry = asyncio.create_task(
-            expire_forever(sessions, file_store, ttl=settings.ephemeral_file_ttl)
-        )
-        forget_keys = asyncio.create_task(purge_forever(sessions, ttl=settings.idempotency_ttl))
         limiter = create_limiter(settings, bus.redis)
         app.state.services = Services(
             settings=settings,
@@ -205,6 +258,7 @@ def create_app(
             limiter=limiter,
             toolbox=toolbox,
             metrics=metrics,
+            jobs=jobs,
         )
         loop = asyncio.get_running_loop()
         draining: list[asyncio.Task[None]] = []
@@ -214,7 +268,8 @@ def create_app(
 
             def start() -> None:
                 if not draining:
-                    batch_runner.stop()
+                    batch_items.stop()
+                    jobs.stop()
                     draining.append(loop.create_task(runtime.drain(settings.shutdown_grace)))
 
             loop.call_soon_threadsafe(start)
@@ -228,16 +283,16 @@ def create_app(
             yield
         finally:
             gc.unfreeze()
-            for task in (expiry, forget_keys, checkpoints):
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
-            batch_runner.stop()
+            checkpoints.cancel()
+            with suppress(asyncio.CancelledError):
+                await checkpoints
+            batch_items.stop()
+            jobs.stop()
             await runtime.drain(0)
+            await jobs.aclose(grace=JOBS_GRACE)
+            await webhook_sender.aclose()
             await limiter.aclose()
             await replica.aclose()
-            await batch_runner.aclose()
-            await indexer.aclose()
             if embedder is not None:
                 await embedder.aclose()
             await fetcher.aclose()

@@ -25,6 +25,7 @@ from kaiwa.config import Settings
 from kaiwa.llm import ModelRegistry
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.runtime import Runtime, TokenSigner
+from kaiwa.runtime.jobs import JobWorker
 from kaiwa.runtime.tools.toolbox import Toolbox
 from kaiwa.server.metrics import Metrics
 from kaiwa.server.ratelimit import RateLimiter
@@ -47,6 +48,7 @@ class Services:
     limiter: RateLimiter
     toolbox: Toolbox
     metrics: Metrics
+    jobs: JobWorker
 
 
 @dataclass(frozen=True, slots=True)

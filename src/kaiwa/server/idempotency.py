@@ -14,7 +14,6 @@ other answers like a repeat (`store.idempotency.KeyTaken`).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -32,7 +31,7 @@ from kaiwa.store.db import now, transaction
 from kaiwa.store.idempotency import Claim
 from kaiwa.store.models import IdempotencyKey
 
-__all__ = ["IdempotencyKeyHeader", "claim_of", "find_earlier", "purge_forever"]
+__all__ = ["IdempotencyKeyHeader", "claim_of", "find_earlier", "purge"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +46,7 @@ IdempotencyKeyHeader = Annotated[
 
 MAX_KEY_LENGTH = 255
 PURGE_INTERVAL = 600.0
+"""Seconds between purges of expired keys."""
 
 
 def claim_of(
@@ -84,17 +84,10 @@ async def find_earlier(
     return earlier
 
 
-async def purge_forever(
-    sessions: async_sessionmaker[AsyncSession], *, ttl: float, interval: float = PURGE_INTERVAL
-) -> None:
-    """Delete expired keys every `interval` seconds until cancelled."""
-    while True:
-        try:
-            async with transaction(sessions) as session:
-                removed = await idempotency.purge(session, before=now() - timedelta(seconds=ttl))
-        except Exception:  # retried at the next interval
-            logger.exception("removing expired idempotency keys failed")
-        else:
-            if removed:
-                logger.info("removed %d expired idempotency keys", removed)
-        await asyncio.sleep(interval)
+async def purge(sessions: async_sessionmaker[AsyncSession], *, ttl: float) -> int:
+    """Delete expired keys (the `purge_idempotency_keys` periodic job); how many."""
+    async with transaction(sessions) as session:
+        removed = await idempotency.purge(session, before=now() - timedelta(seconds=ttl))
+    if removed:
+        logger.info("removed %d expired idempotency keys", removed)
+    return removed

@@ -1,41 +1,44 @@
-"""Batches and their items: stored whole, taken one item at a time, ended once.
+"""Batches and their items: stored whole, run as jobs, ended once.
+
+Each item runs as a `batch_item` job (`kaiwa.store.jobs`), queued in the transaction that
+stores it, keyed by the item's id so it is one job whatever happens. Items that continue the
+same chat (`history_id`) run one after another, in batch order: only the first is queued with
+the batch, and each one that ends queues the next.
 
 Every change that ends an item locks its batch row first (`FOR UPDATE` on PostgreSQL; SQLite
 serialises writers anyway), so the counters stay exact and exactly one transaction sees the last
-item end: the one that settles the batch and makes its webhook due. Items are taken with
-`FOR UPDATE SKIP LOCKED`, so two runners never take the same item.
-
-Items that continue the same chat (`history_id`) run one after another, in batch order.
+item end: the one that settles the batch and queues its webhook (a `webhook` job keyed by the
+batch's id: one delivery, retried, with one delivery id).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from kaiwa.protocol import ErrorCode
+from kaiwa.store import jobs
 from kaiwa.store.db import new_id, now, paginate
 from kaiwa.store.models import Batch, BatchItem
 
 __all__ = [
     "CANCELLED",
     "ENDED",
+    "ITEM_JOB",
+    "WEBHOOK_JOB",
     "Cancelled",
     "ItemOutcome",
     "NewItem",
-    "RecoveredItems",
     "WebhookEvent",
     "add_batch",
     "attach_chat",
     "attach_response",
     "cancel",
-    "claim_next",
-    "due_webhooks",
     "finish_item",
     "get_batch",
     "is_cancelled",
@@ -43,10 +46,15 @@ __all__ = [
     "list_items",
     "lock_batch",
     "record_webhook",
-    "recover",
     "requeue",
+    "take_item",
     "webhook_event",
 ]
+
+ITEM_JOB = "batch_item"
+"""The job kind that answers one item; payload `{"item_id"}`."""
+WEBHOOK_JOB = "webhook"
+"""The job kind that delivers an ended batch's webhook; payload `{"batch_id"}`."""
 
 WebhookEvent = Literal["completed", "failed", "cancelled"]
 _EVENTS: dict[str, WebhookEvent] = {
@@ -57,8 +65,6 @@ _EVENTS: dict[str, WebhookEvent] = {
 ENDED: frozenset[str] = frozenset(_EVENTS)
 """Statuses a batch (or an item) never leaves."""
 _OPEN = ("pending", "running")
-MAX_ATTEMPTS = 2
-"""An item taken by a process that died is retried once, then failed."""
 CANCELLED_CODE = int(ErrorCode.CANCELLED)
 CANCELLED_MESSAGE = "The batch was cancelled"
 
@@ -89,7 +95,7 @@ CANCELLED = ItemOutcome(
 """The outcome of an item that never ran because its batch was cancelled."""
 
 
-def add_batch(
+async def add_batch(
     session: AsyncSession,
     *,
     workspace_id: str,
@@ -132,7 +138,31 @@ def add_batch(
         )
         for position, item in enumerate(items)
     )
+    await session.flush()
+    heads = await session.scalars(
+        select(BatchItem.id).where(BatchItem.batch_id == batch.id, ~_waits_for_earlier())
+    )
+    for item_id in heads:
+        await _queue_item(session, item_id)
     return batch
+
+
+def _waits_for_earlier() -> Any:
+    """The item continues a chat that an earlier, unfinished item of its batch continues."""
+    earlier = aliased(BatchItem)
+    return and_(
+        BatchItem.history_id.is_not(None),
+        exists().where(
+            earlier.batch_id == BatchItem.batch_id,
+            earlier.history_id == BatchItem.history_id,
+            earlier.position < BatchItem.position,
+            earlier.status.in_(_OPEN),
+        ),
+    )
+
+
+async def _queue_item(session: AsyncSession, item_id: int) -> None:
+    await jobs.enqueue(session, ITEM_JOB, {"item_id": item_id}, key=f"item:{item_id}")
 
 
 async def get_batch(session: AsyncSession, workspace_id: str, batch_id: str) -> Batch | None:
@@ -168,28 +198,12 @@ async def list_items(
     return await paginate(session, query, limit=limit, offset=offset)
 
 
-async def claim_next(session: AsyncSession) -> BatchItem | None:
-    """Take the next pending item (oldest batch first, in batch order) and mark it running."""
-    earlier = aliased(BatchItem)
-    same_chat_waits = exists().where(
-        earlier.batch_id == BatchItem.batch_id,
-        earlier.history_id == BatchItem.history_id,
-        earlier.position < BatchItem.position,
-        earlier.status.in_(_OPEN),
-    )
-    item = await session.scalar(
-        select(BatchItem)
-        .join(Batch, Batch.id == BatchItem.batch_id)
-        .where(
-            BatchItem.status == "pending",
-            Batch.status.in_(("pending", "processing")),
-            ~and_(BatchItem.history_id.is_not(None), same_chat_waits),
-        )
-        .order_by(Batch.created_at, Batch.id, BatchItem.position)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=BatchItem)
-    )
-    if item is None:
+async def take_item(session: AsyncSession, item_id: int) -> BatchItem | None:
+    """Mark an item running for its job; None when it has ended (its batch was cancelled, or an
+    earlier attempt finished it). An item already `running` was left by a replica that died:
+    it is taken again (`attempts` says how often)."""
+    item = await session.get(BatchItem, item_id, with_for_update=True, populate_existing=True)
+    if item is None or item.status not in _OPEN:
         return None
     stamp = now()
     item.status = "running"
@@ -200,6 +214,7 @@ async def claim_next(session: AsyncSession) -> BatchItem | None:
         .where(Batch.id == item.batch_id, Batch.status == "pending")
         .values(status="processing", started_at=stamp)
     )
+    await session.flush()
     return item
 
 
@@ -220,6 +235,20 @@ async def finish_item(session: AsyncSession, item_id: int, outcome: ItemOutcome)
     item.finished_at = now()
     _count(batch, outcome.status, 1)
     await session.flush()
+    if item.history_id is not None:
+        following = await session.scalar(
+            select(BatchItem.id)
+            .where(
+                BatchItem.batch_id == batch.id,
+                BatchItem.history_id == item.history_id,
+                BatchItem.position > item.position,
+                BatchItem.status == "pending",
+            )
+            .order_by(BatchItem.position)
+            .limit(1)
+        )
+        if following is not None:
+            await _queue_item(session, following)
     return batch if await _settle(session, batch) else None
 
 
@@ -291,77 +320,24 @@ def webhook_event(batch: Batch) -> WebhookEvent | None:
 
 
 async def record_webhook(
-    session: AsyncSession, batch_id: str, *, attempts: int, error: str | None
+    session: AsyncSession,
+    batch_id: str,
+    *,
+    attempts: int,
+    delivered: bool = False,
+    error: str | None = None,
 ) -> None:
-    delivered = now() if error is None else None
+    """After each attempt: how many were made, and whether it was delivered or given up
+    (`error`); neither while it is being retried."""
     await session.execute(
         update(Batch)
         .where(Batch.id == batch_id)
-        .values(webhook_attempts=attempts, webhook_error=error, webhook_delivered_at=delivered)
-    )
-
-
-async def due_webhooks(session: AsyncSession) -> list[str]:
-    """Batches that have ended and whose webhook is neither delivered nor given up."""
-    still_open = exists().where(BatchItem.batch_id == Batch.id, BatchItem.status.in_(_OPEN))
-    rows = await session.scalars(
-        select(Batch).where(
-            Batch.status.in_(ENDED),
-            Batch.webhook_url.is_not(None),
-            Batch.webhook_delivered_at.is_(None),
-            Batch.webhook_error.is_(None),
-            ~still_open,
+        .values(
+            webhook_attempts=attempts,
+            webhook_error=error,
+            webhook_delivered_at=now() if delivered else None,
         )
     )
-    return [batch.id for batch in rows if webhook_event(batch) is not None]
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveredItems:
-    retried: int
-    failed: int
-    settled: list[str]
-    """Batches that ended because of it."""
-
-
-async def recover(session: AsyncSession, *, message: str, code: int) -> RecoveredItems:
-    """At start-up: items left running by a dead process are retried once, then failed.
-
-    Items of a batch cancelled meanwhile end `cancelled`.
-    """
-    items = list(
-        await session.scalars(
-            select(BatchItem).where(BatchItem.status == "running").order_by(BatchItem.id)
-        )
-    )
-    retried = failed = 0
-    settled: list[str] = []
-    for batch_id in dict.fromkeys(item.batch_id for item in items):
-        batch = await session.get(Batch, batch_id, with_for_update=True)
-        if batch is None:
-            continue
-        for item in (item for item in items if item.batch_id == batch_id):
-            if batch.status == "cancelled":
-                _end(item, CANCELLED)
-                _count(batch, "cancelled", 1)
-            elif item.attempts < MAX_ATTEMPTS:
-                item.status = "pending"
-                retried += 1
-            else:
-                _end(item, ItemOutcome(status="failed", error_code=code, error_message=message))
-                _count(batch, "failed", 1)
-                failed += 1
-        await session.flush()
-        if await _settle(session, batch):
-            settled.append(batch.id)
-    return RecoveredItems(retried=retried, failed=failed, settled=settled)
-
-
-def _end(item: BatchItem, outcome: ItemOutcome) -> None:
-    item.status = outcome.status
-    item.error_code = outcome.error_code
-    item.error_message = outcome.error_message
-    item.finished_at = now()
 
 
 def _count(batch: Batch, status: str, n: int) -> None:
@@ -375,7 +351,8 @@ def _count(batch: Batch, status: str, n: int) -> None:
 
 async def _settle(session: AsyncSession, batch: Batch) -> bool:
     """End the batch if no item is left to run: `failed` when every item failed, else
-    `completed` (a cancelled batch stays `cancelled`). True when it ended just now."""
+    `completed` (a cancelled batch stays `cancelled`), and queue its webhook if it subscribed
+    to that ending. True when it ended just now."""
     remaining = await session.scalar(
         select(func.count())
         .select_from(BatchItem)
@@ -389,6 +366,8 @@ async def _settle(session: AsyncSession, batch: Batch) -> bool:
         failed_all = batch.failed_requests == batch.total_requests
         batch.status = "failed" if failed_all else "completed"
         batch.completed_at = now()
+    if webhook_event(batch) is not None:
+        await jobs.enqueue(session, WEBHOOK_JOB, {"batch_id": batch.id}, key=batch.id)
     return True
 
 

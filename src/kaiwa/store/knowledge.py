@@ -91,15 +91,19 @@ def update_knowledge_base(
 
 
 async def delete_knowledge_base(session: AsyncSession, knowledge_base: KnowledgeBase) -> list[str]:
-    """Delete it with its documents, chunks and postings; the ids of its documents."""
-    document_ids = list(
+    """Delete it with its documents, chunks and postings; the storage keys of the bytes its
+    documents still held (to delete once this commits)."""
+    keys = list(
         await session.scalars(
-            select(KbDocument.id).where(KbDocument.knowledge_base_id == knowledge_base.id)
+            select(KbDocument.storage_key).where(
+                KbDocument.knowledge_base_id == knowledge_base.id,
+                KbDocument.storage_key.is_not(None),
+            )
         )
     )
     await session.delete(knowledge_base)
     await session.flush()
-    return document_ids
+    return [key for key in keys if key]
 
 
 # Documents.
@@ -113,6 +117,7 @@ async def add_document(
     source: str,
     content_type: str,
     size: int,
+    storage_key: str | None = None,
 ) -> KbDocument:
     """A new document, `processing` until the indexer marks it ready or failed."""
     stamp = now()
@@ -127,6 +132,7 @@ async def add_document(
         status="processing",
         error=None,
         chunk_count=0,
+        storage_key=storage_key,
         created_at=stamp,
         updated_at=stamp,
     )
@@ -167,6 +173,23 @@ async def _touch(session: AsyncSession, knowledge_base_id: str) -> None:
     await session.execute(
         update(KnowledgeBase).where(KnowledgeBase.id == knowledge_base_id).values(updated_at=now())
     )
+
+
+async def begin_indexing(session: AsyncSession, document_id: str) -> KbDocument | None:
+    """Lock a document to (re)index it: `processing` again if an earlier attempt failed, and
+    without the chunks an interrupted attempt left. None when it is gone or already ready."""
+    document = await session.scalar(
+        select(KbDocument).where(KbDocument.id == document_id).with_for_update()
+    )
+    if document is None or document.status == "ready":
+        return None
+    await session.execute(delete(KbChunk).where(KbChunk.document_id == document_id))
+    document.status = "processing"
+    document.error = None
+    document.chunk_count = 0
+    document.updated_at = now()
+    await session.flush()
+    return document
 
 
 async def lock_processing(session: AsyncSession, document_id: str) -> KbDocument | None:
@@ -238,6 +261,7 @@ async def finish_document(
     document.title = title[:512]
     document.status = "ready"
     document.chunk_count = chunk_count
+    document.storage_key = None
     document.updated_at = now()
     await _touch(session, document.knowledge_base_id)
 

@@ -219,6 +219,8 @@ class KbDocument(Base):
     error: Mapped[str | None] = mapped_column(Text)
     """Why it failed, in words a user can act on."""
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    storage_key: Mapped[str | None] = mapped_column(String(255))
+    """The uploaded bytes it is indexed from (a blob), until it is ready or failed."""
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -407,3 +409,33 @@ class IdempotencyKey(Base):
     chat_id: Mapped[int | None] = mapped_column(BigId)
     batch_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Job(Base):
+    """Background work any replica may run: claimed under a lease its owner renews, retried
+    with backoff, `failed` once its attempts run out (`kaiwa.store.jobs`)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_claim", "kind", "state", "run_at"),
+        UniqueConstraint("kind", "key", name="uq_jobs_kind_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str | None] = mapped_column(String(128))
+    """At most one job of a kind per key: enqueueing the same work twice is one job."""
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    """`queued`, `running` or `failed`; a job that succeeds is deleted."""
+    owner: Mapped[str | None] = mapped_column(String(64))
+    """The replica running it."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    run_at: Mapped[datetime]
+    """Not before then (a retry's backoff, a periodic job's next run)."""
+    lease_until: Mapped[datetime | None]
+    """While running: the owner renews it; once past, the owner is presumed dead."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

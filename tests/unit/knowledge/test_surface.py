@@ -23,7 +23,7 @@ def test_public_names() -> None:
     }
     assert {"Hit", "KnowledgeSearch"} <= set(search.__all__)
     assert {"Embedder", "build_embedder", "EmbeddingError"} <= set(embed.__all__)
-    assert {"Indexer", "Upload", "recover_documents"} <= set(index.__all__)
+    assert {"Indexer", "Upload"} <= set(index.__all__)
     assert set(inflate.__all__) == {"CHUNK", "Budget", "InflateLimits", "TooLarge", "check_zip"}
     assert pdf.__all__ == ["read_pdf"]
 

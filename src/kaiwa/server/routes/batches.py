@@ -1,20 +1,19 @@
 """Batches: create (everything checked before anything is stored), list, get, results, cancel.
 
-The items run in the background (`kaiwa.runtime.batches.BatchRunner`, `app.state.batches`). Any
+The items run in the background, as jobs any replica may claim (`kaiwa.runtime.batches`). Any
 key of the workspace may use these endpoints, chat keys included.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.protocol import ApiError, ErrorCode
-from kaiwa.runtime.batches import BatchRunner, batch_object, item_result
+from kaiwa.runtime.batches import batch_object, item_result
 from kaiwa.server.batch_requests import CreateBatch, check_batch
 from kaiwa.server.deps import (
     CallerDep,
@@ -33,14 +32,6 @@ from kaiwa.store.models import Batch
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"], route_class=KeyFirstRoute)
 
 
-async def _runner(request: Request) -> BatchRunner:  # async: no worker thread
-    runner: BatchRunner = request.app.state.batches
-    return runner
-
-
-RunnerDep = Annotated[BatchRunner, Depends(_runner)]
-
-
 async def _batch(session: AsyncSession, workspace_id: str, batch_id: UUID) -> Batch:
     batch = await batches.get_batch(session, workspace_id, str(batch_id))
     if batch is None:
@@ -54,7 +45,6 @@ async def create_batch(
     caller: CallerDep,
     session: SessionDep,
     services: ServicesDep,
-    runner: RunnerDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     settings = services.settings
@@ -64,7 +54,7 @@ async def create_batch(
         if earlier is not None and earlier.batch_id is not None:
             return await _same_batch(session, caller.workspace_id, earlier.batch_id)
     checked = await check_batch(session, caller, body, settings)
-    batch = batches.add_batch(
+    batch = await batches.add_batch(
         session,
         workspace_id=caller.workspace_id,
         agent_id=str(body.agent_id),
@@ -85,7 +75,7 @@ async def create_batch(
                 ) from None
             return await _same_batch(session, caller.workspace_id, earlier.batch_id)
     await session.commit()
-    runner.wake()
+    await services.jobs.notify(batches.ITEM_JOB)
     return ok(batch_object(batch))
 
 
@@ -129,7 +119,6 @@ async def cancel_batch(
     caller: CallerDep,
     session: SessionDep,
     services: ServicesDep,
-    runner: RunnerDep,
 ) -> JSONResponse:
     """Pending items end `cancelled` now; running ones are stopped and end `cancelled` soon."""
     batch = await batches.lock_batch(session, caller.workspace_id, str(batch_id))
@@ -146,5 +135,5 @@ async def cancel_batch(
     for response_id in cancelled.running_responses:
         services.runtime.request_cancel(response_id, "stop")
     if cancelled.settled:
-        runner.deliver_later(batch.id)
+        await services.jobs.notify(batches.WEBHOOK_JOB)
     return ok(batch_object(batch))

@@ -1,8 +1,9 @@
 """[ext] Knowledge bases, their documents, and search. Management keys only.
 
 A document is sent as a multipart `file` (with an optional `title` field) or as JSON
-`{"title", "text"}`; it is answered 202 with status `processing` and indexed in the background
-(`kaiwa.knowledge.index`): poll `GET .../documents/{id}` until it is `ready` or `failed`.
+`{"title", "text"}`; its bytes are kept in blob storage, it is answered 202 with status
+`processing`, and an `index` job indexes it on any replica (`kaiwa.runtime.indexing`): poll
+`GET .../documents/{id}` until it is `ready` or `failed`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
-from kaiwa.knowledge.index import Indexer, Upload
+from kaiwa.files import BlobStore
 from kaiwa.knowledge.ingest import SUPPORTED_TYPES, UnsupportedType, detect_type
 from kaiwa.knowledge.search import Hit, KnowledgeSearch
 from kaiwa.protocol import ApiError, ErrorCode
+from kaiwa.runtime.indexing import INDEX_JOB
 from kaiwa.server.deps import (
     KeyFirstRoute,
     ManagerDep,
@@ -41,7 +43,7 @@ from kaiwa.server.schemas import (
     SearchKnowledge,
     TextDocument,
 )
-from kaiwa.store import knowledge
+from kaiwa.store import jobs, knowledge
 from kaiwa.store.db import iso
 from kaiwa.store.models import KbDocument, KnowledgeBase
 
@@ -107,9 +109,9 @@ def hit_out(hit: Hit) -> dict[str, Any]:
     }
 
 
-def _indexer(request: Request) -> Indexer:
-    indexer: Indexer = request.app.state.indexer
-    return indexer
+def _blobs(request: Request) -> BlobStore:
+    blobs: BlobStore = request.app.state.files
+    return blobs
 
 
 def _search(request: Request) -> KnowledgeSearch:
@@ -199,9 +201,11 @@ async def delete_knowledge_base(
     request: Request, knowledge_base_id: UUID, caller: ManagerDep, session: SessionDep
 ) -> JSONResponse:
     found = await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
-    document_ids = await knowledge.delete_knowledge_base(session, found)
+    unindexed = await knowledge.delete_knowledge_base(session, found)
     await session.commit()
-    _indexer(request).cancel(document_ids)
+    # Documents still waiting to be indexed: their jobs find them gone and do nothing.
+    for key in unindexed:
+        await _blobs(request).delete(key)
     return ok({"id": found.id, "deleted": True})
 
 
@@ -222,18 +226,28 @@ async def add_document(
         new = await _file_document(request, services.settings.max_upload_bytes)
     else:
         new = await _text_document(request)
-    # The body is in hand: only now take the write transaction.
-    found = await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
-    document = await knowledge.add_document(
-        session,
-        found,
-        title=new.title,
-        source=new.source,
-        content_type=new.content_type,
-        size=new.size,
-    )
-    await session.commit()
-    _indexer(request).start(document.id, new.content, title=new.given_title)
+    blobs = _blobs(request)
+    key = await blobs.save(new.data)
+    try:
+        # The body is in hand: only now take the write transaction.
+        found = await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
+        document = await knowledge.add_document(
+            session,
+            found,
+            title=new.title,
+            source=new.source,
+            content_type=new.content_type,
+            size=new.size,
+            storage_key=key,
+        )
+        payload = {"document_id": document.id, "title": new.given_title}
+        await jobs.enqueue(session, INDEX_JOB, payload, key=document.id)
+        await session.commit()
+    except BaseException:
+        await session.rollback()
+        await blobs.delete(key)
+        raise
+    await services.jobs.notify(INDEX_JOB)
     response = ok(document_out(document))
     response.status_code = 202
     return response
@@ -247,7 +261,7 @@ class _NewDocument:
     source: str
     content_type: str
     size: int
-    content: Upload
+    data: bytes
 
 
 async def _file_document(request: Request, limit: int) -> _NewDocument:
@@ -285,7 +299,7 @@ async def _file_document(request: Request, limit: int) -> _NewDocument:
         source=filename,
         content_type=content_type,
         size=len(data),
-        content=Upload(data=data, filename=filename, content_type=content_type),
+        data=data,
     )
 
 
@@ -304,7 +318,7 @@ async def _text_document(request: Request) -> _NewDocument:
         content_type=content_type,
         size=len(data),
         # Through the same pipeline as a file: line endings and stray NULs are tidied there.
-        content=Upload(data=data, filename="", content_type=content_type),
+        data=data,
     )
 
 
@@ -363,7 +377,9 @@ async def delete_document(
     document = await _document(session, found, document_id)
     await knowledge.delete_document(session, document)
     await session.commit()
-    _indexer(request).cancel([document.id])
+    # Deleted while waiting to be indexed: its job finds it gone and does nothing.
+    if document.storage_key is not None:
+        await _blobs(request).delete(document.storage_key)
     return ok({"id": document.id, "deleted": True})
 
 
