@@ -1,4 +1,4 @@
-"""The `kaiwa` command: serve | init | workspaces | keys | agents | whitelist | chat.
+"""The `kaiwa` command: serve | init | workspaces | keys | jobs | agents | whitelist | chat.
 
 `chat` is a client of a running server (`kaiwa.chat`). Management commands work on the
 database directly, with the same settings as the server (`kaiwa.cli_support`);
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kaiwa import cli_admin
+from kaiwa import cli_admin, cli_jobs
 from kaiwa.cli_support import Command, group, load_settings, sync
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     init.set_defaults(run=sync(_init, create=True))
 
     cli_admin.add_commands(commands)
+    cli_jobs.add_commands(commands)
 
     agents = group(commands.add_parser("agents", help="inspect agents"))
     agents_list = agents.add_parser("list", help="list agents of the workspace")
@@ -85,8 +86,14 @@ def _parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="chat with an agent of a running server")
     chat.add_argument("--url", help="the server (default: KAIWA_BASE_URL, http://127.0.0.1:8000)")
     chat.add_argument("--api-key", help="an API key (default: KAIWA_API_KEY)")
-    chat.add_argument("--agent", help="the agent's id (default: KAIWA_AGENT_ID, or ask)")
+    chat.add_argument(
+        "--agent",
+        help="the agent's name or id (default: KAIWA_AGENT_ID, the chat's, the only one, or ask)",
+    )
     chat.add_argument("--chat", type=int, help="continue this chat instead of starting one")
+    chat.add_argument(
+        "--lang", choices=["en", "ja"], help="en or ja (default: from LC_ALL, LC_MESSAGES, LANG)"
+    )
     chat.add_argument("--once", metavar="QUESTION", help="ask one question, print the answer")
     chat.add_argument("--json", action="store_true", help="print the events as JSON lines")
     chat.add_argument(
@@ -104,15 +111,18 @@ def _chat(args: argparse.Namespace) -> int:
     # A client of the server: it must run on the base install, so nothing of the server here.
     from kaiwa.chat import Options, run
 
+    # A continued chat has its agent: a KAIWA_AGENT_ID left in the shell must not contradict it.
+    default_agent = None if args.chat is not None else os.environ.get("KAIWA_AGENT_ID")
     return run(
         Options(
             base_url=args.url,
             api_key=args.api_key,
-            agent_id=args.agent or os.environ.get("KAIWA_AGENT_ID") or None,
+            agent=args.agent or default_agent or None,
             chat_id=args.chat,
             once=args.once,
             json=args.json,
             attach=tuple(args.attach),
+            lang=args.lang,
         )
     )
 

@@ -14,10 +14,12 @@ from typing import Any
 import httpx
 from api_support import Api, data, error, parse_stream
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from kaiwa.protocol import ResponseError
 from kaiwa.server.metrics import Metrics
+from kaiwa.store import jobs
+from kaiwa.store.models import Job
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "kaiwa.json"
 
@@ -303,6 +305,17 @@ async def test_queue_depths_are_read_at_scrape_time(api: Api) -> None:
     assert metrics("kaiwa_batch_items", status="pending") == 0
     assert metrics("kaiwa_batch_items", status="running") == 0
     assert metrics("kaiwa_knowledge_documents_processing") == 0
+    # The periodic jobs: each is one job, queued for its next run (or running it now).
+    for kind in ("expire_files", "purge_idempotency_keys"):
+        states = [metrics("kaiwa_jobs", kind=kind, state=s) for s in ("queued", "running")]
+        assert sum(states) == 1, kind
+        assert metrics("kaiwa_jobs", kind=kind, state="failed") == 0
+        assert metrics("kaiwa_jobs_oldest_due_seconds", kind=kind) < 60
+    async with api.store() as session:
+        await jobs.enqueue(session, "webhook", {"batch_id": "b"}, key="b")
+        await session.execute(update(Job).where(Job.kind == "webhook").values(state="failed"))
+    metrics = await scrape(api)
+    assert metrics("kaiwa_jobs", kind="webhook", state="failed") == 1
 
 
 def client_at(api: Api, host: str) -> httpx.AsyncClient:

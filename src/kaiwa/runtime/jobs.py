@@ -58,6 +58,8 @@ Notify = Callable[[str], Awaitable[None]]
 logger = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 3600.0
+SETTLE_TIMEOUT = 120.0
+"""The most seconds `settle` waits."""
 
 
 class Retry(Exception):
@@ -186,11 +188,11 @@ class JobWorker:
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
 
-    async def settle(self, kinds: Iterable[str], *, timeout: float = 60.0) -> None:
-        """Wait until no job of `kinds` is queued (or waiting to be retried) or running, on any replica: for
-        tests, the built-in guide and tools. Raises `TimeoutError` after `timeout` seconds."""
+    async def settle(self, kinds: Iterable[str]) -> None:
+        """Wait until no job of `kinds` is queued (or waiting to be retried) or running, on
+        any replica: for tests and tools (bound it with `asyncio.timeout`)."""
         wanted = list(kinds)
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(SETTLE_TIMEOUT):
             while True:
                 async with self._sessions() as session:
                     busy = await store.busy(session, wanted)

@@ -23,7 +23,7 @@ Deliberate oddities:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -43,6 +43,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.values import MutexValue, ValueClass
 
 from kaiwa.runtime.stops import CancelReason
+from kaiwa.store.jobs import KindStats
 
 __all__ = [
     "CONTENT_TYPE",
@@ -85,6 +86,8 @@ class Queues:
     batch_pending: int
     batch_running: int
     documents_processing: int
+    jobs: Sequence[KindStats] = ()
+    """The job queue, per kind (`kaiwa jobs` shows the same)."""
 
 
 class _QueueCollector(Collector):
@@ -110,6 +113,26 @@ class _QueueCollector(Collector):
             "Knowledge-base documents being parsed and indexed (cluster-wide, from the database)",
             value=queues.documents_processing,
         )
+        jobs = GaugeMetricFamily(
+            "kaiwa_jobs",
+            "Background jobs by kind and state (cluster-wide, from the database)",
+            labels=["kind", "state"],
+        )
+        oldest = GaugeMetricFamily(
+            "kaiwa_jobs_oldest_due_seconds",
+            "Seconds the longest-waiting due job of each kind has been waiting (0: none)",
+            labels=["kind"],
+        )
+        for row in queues.jobs:
+            for state, count in (
+                ("queued", row.queued),
+                ("running", row.running),
+                ("failed", row.failed),
+            ):
+                jobs.add_metric([row.kind, state], count)
+            oldest.add_metric([row.kind], row.oldest_due_age or 0.0)
+        yield jobs
+        yield oldest
 
 
 class Metrics:

@@ -39,9 +39,9 @@ from kaiwa.store.models import Job
 __all__ = [
     "OWNER_STOPPED",
     "Claimed",
-    "busy",
     "JobState",
     "KindStats",
+    "busy",
     "claim",
     "enqueue",
     "fail",
@@ -289,25 +289,22 @@ async def stats(session: AsyncSession, *, now: datetime | None = None) -> list[K
     )
     for kind, state, count in rows:
         counts.setdefault(kind, {})[state] = int(count)
-    oldest = dict(
-        (
-            await session.execute(
-                select(Job.kind, func.min(Job.run_at))
-                .where(Job.state == "queued", Job.run_at <= stamp)
-                .group_by(Job.kind)
-            )
-        ).tuples()
+    due = await session.execute(
+        select(Job.kind, func.min(Job.run_at))
+        .where(Job.state == "queued", Job.run_at <= stamp)
+        .group_by(Job.kind)
     )
+    oldest = {kind: first for kind, first in due}
     out = []
     for kind in sorted(counts):
-        due = oldest.get(kind)
+        first = oldest.get(kind)
         out.append(
             KindStats(
                 kind=kind,
                 queued=counts[kind].get("queued", 0),
                 running=counts[kind].get("running", 0),
                 failed=counts[kind].get("failed", 0),
-                oldest_due_age=(stamp - utc(due)).total_seconds() if due is not None else None,
+                oldest_due_age=(stamp - utc(first)).total_seconds() if first is not None else None,
             )
         )
     return out

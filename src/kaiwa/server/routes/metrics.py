@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.server.metrics import CONTENT_TYPE, Metrics, Queues
+from kaiwa.store import jobs
 from kaiwa.store.models import BatchItem, KbDocument
 
 router = APIRouter(tags=["metrics"])
@@ -81,6 +82,7 @@ async def _queues(sessions: async_sessionmaker[AsyncSession], metrics: Metrics) 
             documents = await session.scalar(
                 select(func.count()).select_from(KbDocument).where(processing)
             )
+            job_stats = await jobs.stats(session)
     except (SQLAlchemyError, TimeoutError) as exc:
         metrics.database_error(exc)
         return None
@@ -88,4 +90,5 @@ async def _queues(sessions: async_sessionmaker[AsyncSession], metrics: Metrics) 
         batch_pending=items.get("pending", 0),
         batch_running=items.get("running", 0),
         documents_processing=documents or 0,
+        jobs=job_stats,
     )
