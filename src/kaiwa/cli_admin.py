@@ -157,7 +157,7 @@ async def _workspaces_rename(args: argparse.Namespace, session: AsyncSession) ->
 
 
 async def _workspaces_delete(args: argparse.Namespace, database: Database) -> int:
-    from kaiwa.files import FileStore
+    from kaiwa.files import open_blob_store
     from kaiwa.runtime.tenants import delete_workspace
     from kaiwa.store import tenants, workspaces
 
@@ -167,8 +167,10 @@ async def _workspaces_delete(args: argparse.Namespace, database: Database) -> in
             return _fail(f"no workspace {args.workspace_id!r} (see `kaiwa workspaces list`)")
         held = await tenants.contents(session, workspace.id)
         running = await tenants.running_responses(session, workspace.id)
-    files_dir = database.settings.files_dir
-    if held["uploaded_files"] and not files_dir.is_dir():
+    settings = database.settings
+    files_dir = settings.files_dir
+    blobs = open_blob_store(settings)  # a store that cannot open fails before the question
+    if held["uploaded_files"] and settings.files_backend == "local" and not files_dir.is_dir():
         # Its rows would go and its bytes stay: the files are wherever the server keeps them.
         return _fail(
             f"the workspace has {held['uploaded_files']} files, but their folder {files_dir} "
@@ -186,7 +188,7 @@ async def _workspaces_delete(args: argparse.Namespace, database: Database) -> in
             )
         if not _confirm(f"{question}\nThis cannot be undone. [y/N] "):
             return _fail("nothing deleted")
-    deleted = await delete_workspace(database.sessions, FileStore(files_dir), workspace.id)
+    deleted = await delete_workspace(database.sessions, blobs, workspace.id)
     if deleted is None:
         return _fail(f"no workspace {args.workspace_id!r} (deleted meanwhile?)")
     if args.json:

@@ -1,14 +1,17 @@
-"""Files uploaded for chats: their bytes (`storage`), what is accepted (`types`), taking an upload
-in (`uploads`), ephemeral expiry (`expiry`), and the `lookup` tool's search (`lookup`).
+"""Files uploaded for chats: their bytes (`storage`, kept by `local` or `s3`, chosen by
+`backends`), what is accepted (`types`), taking an upload in (`uploads`), ephemeral expiry
+(`expiry`), and the `lookup` tool's search (`lookup`).
 
 Rows live in the database (`kaiwa.store.files`); bytes in a `BlobStore`.
 """
 
 from __future__ import annotations
 
+from kaiwa.files.backends import BlobStoreUnavailable, open_blob_store
 from kaiwa.files.expiry import expire_forever, sweep
+from kaiwa.files.local import FileStore
 from kaiwa.files.lookup import LookupHit, lookup
-from kaiwa.files.storage import Blob, BlobNotFound, BlobStore, FileStore
+from kaiwa.files.storage import Blob, BlobNotFound, BlobStore
 from kaiwa.files.types import ACCEPTED, detect_type
 from kaiwa.files.uploads import upload
 
@@ -17,11 +20,13 @@ __all__ = [
     "Blob",
     "BlobNotFound",
     "BlobStore",
+    "BlobStoreUnavailable",
     "FileStore",
     "LookupHit",
     "detect_type",
     "expire_forever",
     "lookup",
+    "open_blob_store",
     "sweep",
     "upload",
 ]

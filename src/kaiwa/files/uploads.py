@@ -1,14 +1,21 @@
 """Accepting an upload: check it, read its text, keep its bytes, record it.
 
     file = await upload(session, blobs, workspace_id=..., filename="議事録.docx",
-                        declared_type=None, data=data, scope="persistent", max_bytes=20 << 20,
+                        declared_type=None, file=spooled, scope="persistent", max_bytes=20 << 20,
                         limits=InflateLimits(max_bytes=100 << 20, max_ratio=100))
+
+`file` is a seekable binary file (the temporary file Starlette spools an upload to). Its bytes
+stream into the `BlobStore` in `READ_SIZE` pieces, hashed on the way: an image is never held in
+memory whole. Only a document is, because text extraction needs all of it.
 
 Text is extracted for documents (text, Markdown, CSV, HTML, JSON, PDF, Word) by
 `kaiwa.knowledge.ingest`, in a thread. A document whose text cannot be read (a damaged PDF, a scan
 without a text layer) is still stored, with `error` saying why and no `text`: it can be attached
 and downloaded, `lookup` just finds nothing in it. One that unpacks past `limits` (a zip bomb
 dressed as a Word file) is refused like a file over `max_bytes`, and nothing of it is kept.
+
+Deliberate oddity: the type is decided from the first `HEAD_SIZE` bytes, all that `detect_type`
+looks at (16 bytes of signature, 8 KiB for telling text from binary).
 """
 
 from __future__ import annotations
@@ -16,8 +23,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import unicodedata
+from collections.abc import AsyncIterator
 from pathlib import PurePath
+from typing import BinaryIO
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +50,9 @@ __all__ = ["clean_name", "extract", "upload"]
 logger = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 255
+HEAD_SIZE = 8192
+READ_SIZE = 256 * 1024
+"""Bytes an upload is read and stored in."""
 
 # How ingest reads each document type: its own types, named by an extension it knows.
 _INGEST_AS = {
@@ -100,6 +113,41 @@ async def extract(
         return None, f"{name}: the text of this file could not be read"
 
 
+class _Hashed:
+    """`file`'s bytes in pieces for `BlobStore.save_stream`, hashed and counted on the way."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.size = 0
+        self._file = file
+        self._sha256 = hashlib.sha256()
+
+    def _read(self) -> bytes:
+        # Read and hash in the same worker thread: 20 MiB of SHA-256 stays off the event loop.
+        chunk = self._file.read(READ_SIZE)
+        self._sha256.update(chunk)
+        return chunk
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while chunk := await asyncio.to_thread(self._read):
+            self.size += len(chunk)
+            yield chunk
+
+    def hexdigest(self) -> str:
+        return self._sha256.hexdigest()
+
+
+def _size(file: BinaryIO) -> int:
+    """The size of a seekable file, left at its start."""
+    size = file.seek(0, os.SEEK_END)
+    file.seek(0)
+    return size
+
+
+def _read_all(file: BinaryIO) -> bytes:
+    file.seek(0)
+    return file.read()
+
+
 async def upload(
     session: AsyncSession,
     blobs: BlobStore,
@@ -107,7 +155,7 @@ async def upload(
     workspace_id: str,
     filename: str | None,
     declared_type: str | None,
-    data: bytes,
+    file: BinaryIO,
     scope: Scope,
     max_bytes: int,
     limits: InflateLimits = DEFAULT_LIMITS,
@@ -116,29 +164,41 @@ async def upload(
 
     Too large, or unpacking past `limits`, is 400/10006 as in Codeer, like any other bad file.
     """
-    if len(data) > max_bytes:
+    size = await asyncio.to_thread(_size, file)
+    if size > max_bytes:
         raise ApiError(
             ErrorCode.BAD_REQUEST,
-            f"file: must be at most {max_bytes} bytes (max_upload_bytes), got {len(data)}",
+            f"file: must be at most {max_bytes} bytes (max_upload_bytes), got {size}",
         )
-    if not data:
+    if not size:
         raise ApiError(ErrorCode.BAD_REQUEST, "file: must not be empty")
     name = clean_name(filename)
-    content_type = detect_type(data, filename=name, declared=declared_type)
+    head = await asyncio.to_thread(file.read, HEAD_SIZE)
+    content_type = detect_type(head, filename=name, declared=declared_type)
+    text: str | None = None
+    error: str | None = None
+    # Only a document is read whole, for its text; anything else only ever streams.
+    if content_type in DOCUMENT_TYPES:
+        try:
+            text, error = await extract(
+                await asyncio.to_thread(_read_all, file),
+                name=name,
+                content_type=content_type,
+                limits=limits,
+            )
+        except DocumentTooLarge as exc:
+            raise ApiError(ErrorCode.BAD_REQUEST, f"file: {exc.message}") from None
+    await asyncio.to_thread(file.seek, 0)
+    hashed = _Hashed(file)
+    key = await blobs.save_stream(hashed.chunks())
     try:
-        text, error = await extract(data, name=name, content_type=content_type, limits=limits)
-    except DocumentTooLarge as exc:
-        raise ApiError(ErrorCode.BAD_REQUEST, f"file: {exc.message}") from None
-    digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-    key = await blobs.save(data)
-    try:
-        file = files.add_file(
+        stored = files.add_file(
             session,
             workspace_id=workspace_id,
             original_name=name,
             content_type=content_type,
-            size=len(data),
-            sha256=digest,
+            size=hashed.size,
+            sha256=hashed.hexdigest(),
             scope=scope,
             storage_key=key,
             text=text,
@@ -149,4 +209,4 @@ async def upload(
         await session.rollback()
         await blobs.delete(key)
         raise
-    return file
+    return stored

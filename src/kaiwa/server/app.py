@@ -15,7 +15,7 @@ from fastapi_offline import FastAPIOffline
 from kaiwa import __version__
 from kaiwa.bus.shared import open_bus
 from kaiwa.config import Settings
-from kaiwa.files import FileStore
+from kaiwa.files import open_blob_store
 from kaiwa.files.expiry import sweep, sweep_interval
 from kaiwa.knowledge.embed import build_embedder
 from kaiwa.knowledge.index import Indexer
@@ -120,7 +120,7 @@ def create_app(
         read_sessions = session_factory(engine, read_only=True)
         embedder = build_embedder(settings.embeddings)
         knowledge = KnowledgeSearch(bulk_reads, embedder)
-        file_store = FileStore(settings.files_dir)
+        file_store = open_blob_store(settings)
         indexer = Indexer(
             bulk_sessions,
             embedder,

@@ -1,21 +1,23 @@
-"""`FileStore`: bytes in, a key out; atomic writes, sharded directories, idempotent deletes."""
+"""`FileStore`: atomic writes, sharded directories, chunked reads; a failed write leaves nothing."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from kaiwa.files import BlobNotFound, BlobStore, FileStore
+from kaiwa.files import BlobStore, FileStore
 
 
-async def test_saved_bytes_read_back_and_stream_in_chunks(tmp_path: Path) -> None:
+def stored_files(root: Path) -> list[Path]:
+    return sorted(path for path in root.rglob("*") if path.is_file())
+
+
+async def test_an_open_blob_streams_in_chunks_of_the_stores_size(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "files", chunk_size=4)
-    data = b"0123456789"
-    key = await store.save(data)
-    assert await store.read(key) == data
+    key = await store.save(b"0123456789")
     blob = await store.open(key)
-    assert blob.size == len(data)
     assert [chunk async for chunk in blob.chunks()] == [b"0123", b"4567", b"89"]
 
 
@@ -27,23 +29,40 @@ async def test_keys_are_sharded_and_leave_no_temporary_files(tmp_path: Path) -> 
         shard, name = key.split("/")
         assert name.startswith(shard)
         assert store.path(key) == tmp_path / shard / name
-    stored = sorted(path for path in tmp_path.rglob("*") if path.is_file())  # noqa: ASYNC240
-    assert stored == sorted(store.path(key) for key in keys)
+    assert stored_files(tmp_path) == sorted(store.path(key) for key in keys)
 
 
-async def test_delete_is_idempotent_and_a_deleted_blob_is_not_found(tmp_path: Path) -> None:
+async def test_a_stream_that_fails_leaves_no_file_at_all(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
-    key = await store.save(b"x")
-    await store.delete(key)
-    await store.delete(key)
-    with pytest.raises(BlobNotFound):
-        await store.read(key)
-    with pytest.raises(BlobNotFound):
-        await store.open(key)
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"half of it"
+        raise OSError("the client went away")
+
+    with pytest.raises(OSError, match="went away"):
+        await store.save_stream(failing())
+    assert stored_files(tmp_path) == []
+
+
+async def test_a_blob_being_written_is_invisible_until_complete(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    seen: list[list[Path]] = []
+
+    async def watched() -> AsyncIterator[bytes]:
+        yield b"first"
+        # Half-way: only a temporary file exists, under no key.
+        seen.append(stored_files(tmp_path))
+        yield b"second"
+
+    key = await store.save_stream(watched())
+    [[temporary]] = seen
+    assert temporary.name.endswith(".tmp")
+    assert temporary != store.path(key)
+    assert stored_files(tmp_path) == [store.path(key)]
 
 
 @pytest.mark.parametrize("key", ["../etc/passwd", "/abs", "ab/../../x", "", "AB/" + "0" * 32])
-def test_a_key_the_store_did_not_make_is_refused(tmp_path: Path, key: str) -> None:
+def test_a_key_the_store_did_not_make_has_no_path(tmp_path: Path, key: str) -> None:
     with pytest.raises(ValueError, match="Not a storage key"):
         FileStore(tmp_path).path(key)
 

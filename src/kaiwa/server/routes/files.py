@@ -99,21 +99,16 @@ async def upload_file(
         raw = (await data.read()).decode("utf-8", "replace")
     options = upload_options(raw)
     settings = services.settings
-    limit = settings.max_upload_bytes
-    if file.size is not None and file.size > limit:
-        raise ApiError(
-            ErrorCode.BAD_REQUEST,
-            f"file: must be at most {limit} bytes (max_upload_bytes), got {file.size}",
-        )
     stored = await upload(
         session,
         _blobs(request),
         workspace_id=caller.workspace_id,
         filename=file.filename,
         declared_type=file.content_type,
-        data=await file.read(),
+        # The file Starlette spooled the part to (on disk past 1 MiB): streamed, never read whole.
+        file=file.file,
         scope=options.scope,
-        max_bytes=limit,
+        max_bytes=settings.max_upload_bytes,
         limits=InflateLimits(
             max_bytes=settings.max_extracted_bytes, max_ratio=settings.max_compression_ratio
         ),

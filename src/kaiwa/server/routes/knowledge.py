@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
 from kaiwa.files import BlobStore
+from kaiwa.files.storage import file_chunks
 from kaiwa.knowledge.ingest import SUPPORTED_TYPES, UnsupportedType, detect_type
 from kaiwa.knowledge.search import Hit, KnowledgeSearch
 from kaiwa.protocol import ApiError, ErrorCode
@@ -222,12 +223,12 @@ async def add_document(
     # Fail fast on an unknown knowledge base, before reading a large body.
     await _knowledge_base(read_session, caller.workspace_id, knowledge_base_id)
     await read_session.commit()
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        new = await _file_document(request, services.settings.max_upload_bytes)
-    else:
-        new = await _text_document(request)
     blobs = _blobs(request)
-    key = await blobs.save(new.data)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        new = await _file_document(request, services.settings.max_upload_bytes, blobs)
+    else:
+        new = await _text_document(request, blobs)
+    key = new.storage_key
     try:
         # The body is in hand: only now take the write transaction.
         found = await _knowledge_base(session, caller.workspace_id, knowledge_base_id)
@@ -261,10 +262,12 @@ class _NewDocument:
     source: str
     content_type: str
     size: int
-    data: bytes
+    storage_key: str
+    """Where its bytes were put, until it is indexed."""
 
 
-async def _file_document(request: Request, limit: int) -> _NewDocument:
+async def _file_document(request: Request, limit: int, blobs: BlobStore) -> _NewDocument:
+    """The uploaded file, streamed into blob storage from where the form spooled it."""
     async with request.form(max_files=1, max_fields=8) as form:
         file = form.get("file")
         title = form.get("title")
@@ -275,35 +278,32 @@ async def _file_document(request: Request, limit: int) -> _NewDocument:
         if title is not None and not isinstance(title, str):
             raise ApiError(ErrorCode.BAD_REQUEST, "title: must be a text field, not a file")
         filename = _filename(file.filename)
-        if file.size is not None and file.size > limit:
+        size = file.size if file.size is not None else len(await file.read())
+        if size > limit:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
-                f"file: must be at most {limit} bytes (max_upload_bytes), got {file.size}",
+                f"file: must be at most {limit} bytes (max_upload_bytes), got {size}",
             )
+        if not size:
+            raise ApiError(ErrorCode.BAD_REQUEST, f"file: {filename} is empty")
         try:
             content_type = detect_type(filename=filename, content_type=file.content_type)
         except UnsupportedType as exc:
             raise ApiError(ErrorCode.BAD_REQUEST, f"file: {exc.message}") from None
-        data = await file.read()
-    if len(data) > limit:
-        raise ApiError(
-            ErrorCode.BAD_REQUEST,
-            f"file: must be at most {limit} bytes (max_upload_bytes), got {len(data)}",
-        )
-    if not data:
-        raise ApiError(ErrorCode.BAD_REQUEST, f"file: {filename} is empty")
-    title = _clean_title(title)
+        title = _clean_title(title)
+        await file.seek(0)
+        key = await blobs.save_stream(file_chunks(file.file))
     return _NewDocument(
         title=title or filename,
         given_title=title or None,
         source=filename,
         content_type=content_type,
-        size=len(data),
-        data=data,
+        size=size,
+        storage_key=key,
     )
 
 
-async def _text_document(request: Request) -> _NewDocument:
+async def _text_document(request: Request, blobs: BlobStore) -> _NewDocument:
     body = _parse(TextDocument, await request.body())
     text = body.text.strip()
     if not text:
@@ -318,7 +318,7 @@ async def _text_document(request: Request) -> _NewDocument:
         content_type=content_type,
         size=len(data),
         # Through the same pipeline as a file: line endings and stray NULs are tidied there.
-        data=data,
+        storage_key=await blobs.save(data),
     )
 
 
