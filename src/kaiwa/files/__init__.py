@@ -8,7 +8,7 @@ Rows live in the database (`kaiwa.store.files`); bytes in a `BlobStore`.
 from __future__ import annotations
 
 from kaiwa.files.backends import BlobStoreUnavailable, open_blob_store
-from kaiwa.files.expiry import expire_forever, sweep
+from kaiwa.files.expiry import sweep
 from kaiwa.files.local import FileStore
 from kaiwa.files.lookup import LookupHit, lookup
 from kaiwa.files.storage import Blob, BlobNotFound, BlobStore
@@ -24,7 +24,6 @@ __all__ = [
     "FileStore",
     "LookupHit",
     "detect_type",
-    "expire_forever",
     "lookup",
     "open_blob_store",
     "sweep",

@@ -1,7 +1,9 @@
 """Ephemeral files expire: `ephemeral_file_ttl` after upload, unless a message has them attached.
 
     removed = await sweep(sessions, blobs, ttl=86400.0)      # once
-    task = asyncio.create_task(expire_forever(sessions, blobs, ttl=86400.0))   # the app's
+
+In the server, `sweep` is the `expire_files` periodic job: one replica at a time runs it, every
+`sweep_interval(ttl)` seconds (`kaiwa.runtime.jobs.Periodic`).
 
 Rows go first, in one short transaction, and bytes after it commits: a crash in between leaves
 stray bytes, never a file whose bytes are gone. Replicas may sweep at once; each file is taken by
@@ -10,7 +12,6 @@ one of them (`store.files.delete_expired`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta
 
@@ -21,7 +22,7 @@ from kaiwa.store import files
 from kaiwa.store.db import now as utc_now
 from kaiwa.store.db import transaction
 
-__all__ = ["expire_forever", "sweep", "sweep_interval"]
+__all__ = ["sweep", "sweep_interval"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +53,3 @@ async def sweep(
         removed += len(keys)
         if len(keys) < BATCH:
             return removed
-
-
-async def expire_forever(
-    sessions: async_sessionmaker[AsyncSession], blobs: BlobStore, *, ttl: float
-) -> None:
-    """Sweep every `sweep_interval(ttl)` seconds until cancelled; a failed sweep is retried."""
-    interval = sweep_interval(ttl)
-    while True:
-        try:
-            await sweep(sessions, blobs, ttl=ttl)
-        except Exception:
-            logger.exception("sweeping expired ephemeral files failed; retrying")
-        await asyncio.sleep(interval)
