@@ -1,9 +1,12 @@
 """`kaiwa chat`: the interactive loop and `--once`, on top of `Session`.
 
     kaiwa chat                                  # the rich terminal chat (needs kaiwa[chat])
+    kaiwa chat --agent 受付                      # an agent by name (or id)
+    kaiwa chat --chat 12                        # go on with chat 12, its last messages shown
     kaiwa chat --once "営業時間は?"              # the answer's text only, for scripts
     kaiwa chat --json                           # events as JSON lines (also with --once)
     kaiwa chat --attach メモ.txt                 # uploaded, sent with the first question
+    kaiwa chat --lang ja                        # else the language of LC_ALL, LC_MESSAGES, LANG
 
 When an answer asks for a form, the interactive chat prompts for its fields (`form`), submits
 them and shows the rest of the answer. `--once` cannot prompt: it prints the text so far, then
@@ -19,18 +22,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from kaiwa.chat import form as forms
-from kaiwa.chat.plain import JsonView, QuietView
+from kaiwa.chat.errors import SeveralAgents, explain, server_url
+from kaiwa.chat.lang import Lang, Texts, catalogue, detect
+from kaiwa.chat.plain import JsonView, PlainChrome, QuietView
 from kaiwa.chat.session import Session, Turn, View
 from kaiwa.client import (
     Agent,
-    APIError,
     BadRequestError,
     Client,
     ConflictError,
@@ -38,15 +43,13 @@ from kaiwa.client import (
     KaiwaError,
 )
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
-INSTALL_HINT = "kaiwa chat: the terminal chat needs rich: pip install 'kaiwa[chat]'"
-HELP = "/new, /quit · Ctrl-C stops an answer"
 EXIT_ERROR = 1
+EXIT_NO_RICH = 2
 EXIT_FORM = 3
 """`--once` ended on a form request (printed on stderr as JSON)."""
 EXIT_INTERRUPTED = 130
+HISTORY_MESSAGES = 20
+"""How many of a continued chat's last messages are shown."""
 
 
 @dataclass(frozen=True)
@@ -55,50 +58,74 @@ class Options:
     """None: `KAIWA_BASE_URL`, else http://127.0.0.1:8000 (the client's defaults)."""
     api_key: str | None = None
     """None: `KAIWA_API_KEY`."""
-    agent_id: str | None = None
+    agent: str | None = None
+    """An id or a name. None: the chat's (`chat_id`), the only published one, or ask."""
     chat_id: int | None = None
     once: str | None = None
     json: bool = False
     attach: tuple[str, ...] = ()
     """Files to upload and attach to the first question."""
+    lang: Lang | None = None
+    """None: the terminal's (`lang.detect`)."""
+
+
+class Chrome(forms.Prompter, Protocol):
+    """What the interactive loop needs around the answers: prompts, notes, errors."""
+
+    def error(self, code: int | None, message: str) -> None: ...
 
 
 def run(options: Options) -> int:
-    rich_view = options.once is None and not options.json
-    if rich_view and find_spec("rich") is None:
-        print(INSTALL_HINT, file=sys.stderr)
-        return 2
-    try:
-        with Client(base_url=options.base_url, api_key=options.api_key) as client:
+    texts = catalogue(options.lang or detect(os.environ))
+    if options.once is None and not options.json and find_spec("rich") is None:
+        print(texts.install_hint, file=sys.stderr)
+        return EXIT_NO_RICH
+    # Checked here, not by the client: its message speaks to Python callers (`api_key=…`).
+    api_key = options.api_key if options.api_key is not None else os.environ.get("KAIWA_API_KEY")
+    if not api_key:
+        return _fail(texts.no_key)
+    with Client(base_url=options.base_url, api_key=api_key) as client:
+        try:
             if options.once is not None:
-                return _once(client, options, options.once)
+                return _once(client, options, texts, options.once)
             if options.json:
-                return _interactive(client, options, JsonView(), _Plain())
-            return _rich(client, options)
-    except KaiwaError as exc:
-        print(f"kaiwa chat: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:  # an --attach path that cannot be read
-        print(f"kaiwa chat: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:  # before an answer started (opening the chat, with --once)
-        return EXIT_INTERRUPTED
+                return _interactive(client, options, texts, JsonView(), PlainChrome(texts))
+            return _rich(client, options, texts)
+        except KaiwaError as exc:
+            return _fail(explain(exc, texts, server_url(client)))
+        except OSError as exc:  # an --attach path that cannot be read
+            return _fail(str(exc))
+        except KeyboardInterrupt:  # before an answer started (opening the chat, with --once)
+            return EXIT_INTERRUPTED
 
 
-def _once(client: Client, options: Options, question: str) -> int:
-    session = Session.open(
-        client, agent_id=options.agent_id, chat_id=options.chat_id, choose=_refuse
-    )
+def _fail(message: str) -> int:
+    print(f"kaiwa chat: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _open(client: Client, options: Options, chrome: Chrome | None, texts: Texts) -> Session:
+    """The session; with no `chrome` to ask, several published agents are an error."""
+
+    def choose(agents: Sequence[Agent]) -> Agent:
+        if chrome is None:
+            raise SeveralAgents(agents)
+        return _choose(agents, chrome, texts)
+
+    return Session.open(client, agent=options.agent, chat_id=options.chat_id, choose=choose)
+
+
+def _once(client: Client, options: Options, texts: Texts, question: str) -> int:
+    session = _open(client, options, None, texts)
     session.attach(options.attach)
     view: View = JsonView() if options.json else QuietView()
     turn = session.ask(question, view)
     if turn.state.error is not None:
         error = turn.state.error
-        print(f"kaiwa chat: {error.message} (error_code {error.code})", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(f"{error.message} (error_code {error.code})")
     if not options.json:
         print(turn.state.text)
-    if (form := turn.form) is not None:
+    if (form := turn.form) is not None and session.chat_id is not None:
         print(form_json(session.chat_id, turn, form), file=sys.stderr)
         return EXIT_FORM
     return EXIT_INTERRUPTED if turn.stopped else 0
@@ -120,117 +147,78 @@ def form_json(chat_id: int, turn: Turn, form: FormRequest) -> str:
     )
 
 
-def _refuse(agents: Sequence[Agent]) -> Agent:
-    names = ", ".join(f"{agent.id} ({agent.name})" for agent in agents)
-    raise KaiwaError(f"several published agents, pass --agent or KAIWA_AGENT_ID: {names}")
-
-
-class Chrome(Protocol):
-    """What the interactive loop needs around the answers: a prompt, notes, errors."""
-
-    def prompt(self, text: str) -> str: ...
-
-    def note(self, text: str) -> None: ...
-
-    def error(self, code: int | None, message: str) -> None: ...
-
-
-class _Plain:
-    """The interactive chrome without rich: prompts and notes on stderr, so that stdout holds
-    only JSON lines."""
-
-    def prompt(self, text: str) -> str:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-        return input()
-
-    def note(self, text: str) -> None:
-        print(text, file=sys.stderr)
-
-    def error(self, code: int | None, message: str) -> None:
-        label = f"error {code}: " if code is not None else "error: "
-        print(label + message, file=sys.stderr)
-
-
-class _Rich:
-    def __init__(self, console: Console) -> None:
-        from rich.text import Text
-
-        self._console = console
-        self._text = Text
-
-    def prompt(self, text: str) -> str:
-        return input(text)
-
-    def note(self, text: str) -> None:
-        self._console.print(self._text(text, style="dim"))
-
-    def error(self, code: int | None, message: str) -> None:
-        label = f"error {code}: " if code is not None else "error: "
-        self._console.print(self._text(label + message, style="bold red"))
-
-
-def _rich(client: Client, options: Options) -> int:
+def _rich(client: Client, options: Options, texts: Texts) -> int:
     from rich.console import Console
 
-    from kaiwa.chat.view import RichView
+    from kaiwa.chat.view import RichChrome, RichView
 
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401 (line editing for input())
     console = Console(highlight=False)
-    return _interactive(client, options, RichView(console), _Rich(console))
+    view, chrome = RichView(console, texts), RichChrome(console, texts)
+    return _interactive(client, options, texts, view, chrome)
 
 
-def _interactive(client: Client, options: Options, view: View, chrome: Chrome) -> int:
+def _interactive(client: Client, options: Options, texts: Texts, view: View, chrome: Chrome) -> int:
     try:
-        session = Session.open(
-            client,
-            agent_id=options.agent_id,
-            chat_id=options.chat_id,
-            choose=lambda agents: _choose(agents, chrome),
-        )
+        session = _open(client, options, chrome, texts)
     except (KeyboardInterrupt, EOFError):
         return 0
-    chrome.note(f"agent {_agent_name(session)} · chat {session.chat_id} · {HELP}")
+    chat = texts.new_chat
+    if session.chat_id is not None:
+        chat = texts.chat_named.format(id=session.chat_id, name=session.chat_name)
+    chrome.note(texts.header.format(agent=session.agent.name, chat=chat))
+    view.history(*session.history(HISTORY_MESSAGES))
     for file in session.attach(options.attach):
-        chrome.note(f"attached {file.original_name} ({file.size} bytes) to the first question")
+        chrome.note(texts.attached.format(name=file.original_name, size=file.size))
+    url = server_url(client)
+    used = session.chat_id  # the chat to continue another time: the last one asked in
     while True:
         try:
             line = chrome.prompt("> ").strip()
         except (KeyboardInterrupt, EOFError):
             chrome.note("")
-            return 0
-        if not line:
-            continue
+            break
         if line == "/quit":
-            return 0
+            break
         if line == "/new":
-            chrome.note(f"chat {session.new_chat()}")
-            continue
-        try:
-            turn: Turn | None = session.ask(line, view)
-            while turn is not None and (form := turn.form) is not None:
-                turn = _answer_form(session, form, view, chrome)
-        except APIError as exc:
-            chrome.error(exc.code, exc.message)
-        except KaiwaError as exc:
-            chrome.error(None, str(exc))
+            session.new_chat()
+            chrome.note(texts.started_new)
+        elif line:
+            try:
+                turn: Turn | None = session.ask(line, view)
+                while turn is not None and turn.form is not None:
+                    turn = _answer_form(session, turn, view, chrome, texts)
+            except KaiwaError as exc:
+                chrome.error(None, explain(exc, texts, url))
+            except KeyboardInterrupt:  # before the answer started: creating the chat
+                chrome.note("")
+            used = session.chat_id or used
+    if used is not None:
+        chrome.note(texts.continue_later.format(id=used))
+    return 0
 
 
-def _answer_form(session: Session, form: FormRequest, view: View, chrome: Chrome) -> Turn | None:
-    """Prompt for the form, submit it, stream the rest: the new turn, or None if the user gave
-    the form up (the answer goes on waiting for it) or it was answered elsewhere."""
+def _answer_form(
+    session: Session, turn: Turn, view: View, chrome: Chrome, texts: Texts
+) -> Turn | None:
+    """Prompt for the form `turn` waits for, submit it, stream the rest: the new turn, or None
+    if the user gave the form up (the answer goes on waiting for it) or it was answered
+    elsewhere."""
+    form = turn.form
+    if form is None:
+        return None
     try:
-        values = forms.fill(form, chrome)
+        values = forms.fill(form, chrome, texts)
         while True:
             try:
-                return session.submit(form, values, view)
+                return session.submit(turn, values, view)
             except BadRequestError as exc:
                 field = forms.field_named(form, exc.message)
                 chrome.error(exc.code, exc.message)
                 if field is None:
                     return None
-                value = forms.ask(field, chrome)
+                value = forms.ask(field, chrome, texts)
                 values.pop(field.name, None)
                 if value is not None:
                     values[field.name] = value
@@ -239,25 +227,14 @@ def _answer_form(session: Session, form: FormRequest, view: View, chrome: Chrome
                 return None
     except forms.FormAbandoned:
         chrome.note("")
-        chrome.note("form not sent: the answer waits for it")
+        chrome.note(texts.form_not_sent)
         return None
 
 
-def _agent_name(session: Session) -> str:
-    """The agent's name if it is published, else its id (a name is only for the eye)."""
-    if session.agent_name != session.agent_id:
-        return session.agent_name
-    with contextlib.suppress(KaiwaError):
-        for agent in session.client.chats.published_agents():
-            if agent.id == session.agent_id:
-                return agent.name
-    return session.agent_id
-
-
-def _choose(agents: Sequence[Agent], chrome: Chrome) -> Agent:
+def _choose(agents: Sequence[Agent], chrome: Chrome, texts: Texts) -> Agent:
     for number, agent in enumerate(agents, 1):
         chrome.note(f"{number}. {agent.name}  ({agent.id})")
     while True:
-        answer = chrome.prompt("agent number: ").strip()
+        answer = chrome.prompt(texts.choose_agent).strip()
         if answer.isdigit() and 1 <= int(answer) <= len(agents):
             return agents[int(answer) - 1]

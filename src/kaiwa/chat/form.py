@@ -6,7 +6,8 @@
       1) 松  2) 竹
     プラン [pick one: number or value; empty skips]: 2
 
-Each prompt shows the label, what to type, the options, and whether the field is required. An
+Each prompt shows the label, what to type, the options, and whether the field is required, in
+the chat's language (`Texts.hints`, `required`, `optional`). An
 empty answer or Ctrl-C skips an optional field; an empty answer to a required one asks again;
 Ctrl-C (or Ctrl-D) on a required field gives the form up. Values are converted only as far as
 the type says (a number, an option picked by its number); the server checks them, and a
@@ -21,17 +22,8 @@ from typing import Protocol
 
 from pydantic import JsonValue
 
+from kaiwa.chat.lang import Texts
 from kaiwa.client import FormField, FormOption, FormRequest
-
-HINTS = {
-    "shortText": "text",
-    "longText": "text",
-    "number": "number",
-    "date": "date YYYY-MM-DD",
-    "dropdown": "pick one: number or value",
-    "radio": "pick one: number or value",
-    "checkbox": "pick any: numbers or values, comma-separated",
-}
 
 
 class Prompter(Protocol):
@@ -45,27 +37,27 @@ class FormAbandoned(Exception):
     """The user gave the form up: the answer goes on waiting for it."""
 
 
-def fill(form: FormRequest, prompter: Prompter) -> dict[str, JsonValue]:
+def fill(form: FormRequest, prompter: Prompter, texts: Texts) -> dict[str, JsonValue]:
     """Ask every field in turn; the values of the fields answered. Raises `FormAbandoned`."""
-    prompter.note(f"form: {form.title}" if form.title else "form")
+    prompter.note(texts.form_titled.format(title=form.title) if form.title else texts.form)
     values: dict[str, JsonValue] = {}
     for field in form.fields:
-        value = ask(field, prompter)
+        value = ask(field, prompter, texts)
         if value is not None:
             values[field.name] = value
     return values
 
 
-def ask(field: FormField, prompter: Prompter) -> JsonValue:
+def ask(field: FormField, prompter: Prompter, texts: Texts) -> JsonValue:
     """One field's value, or None to skip it. Raises `FormAbandoned`."""
     if field.question and field.question != field.label:
         prompter.note(field.question)
     if field.options:
         prompter.note("  " + "  ".join(f"{n}) {o.label}" for n, o in enumerate(field.options, 1)))
-    need = "required" if field.required else "empty skips"
+    need = texts.required if field.required else texts.optional
     while True:
         try:
-            text = prompter.prompt(f"{field.label} [{HINTS[field.type]}; {need}]: ").strip()
+            text = prompter.prompt(f"{field.label} [{texts.hints[field.type]}; {need}]: ").strip()
         except (KeyboardInterrupt, EOFError):
             if field.required:
                 raise FormAbandoned from None
@@ -75,7 +67,7 @@ def ask(field: FormField, prompter: Prompter) -> JsonValue:
             return parse(field, text)
         if not field.required:
             return None
-        prompter.note(f"{field.label} is required")
+        prompter.note(texts.is_required.format(label=field.label))
 
 
 def parse(field: FormField, text: str) -> JsonValue:

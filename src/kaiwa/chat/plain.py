@@ -1,14 +1,18 @@
-"""Views that need nothing but `print`: JSON lines, and silence for `--once`.
+"""What needs nothing but `print`: JSON lines, silence for `--once`, and the chrome of `--json`.
 
 kaiwa chat --once "営業時間は?"          # QuietView: only the final text, printed after
 kaiwa chat --once "営業時間は?" --json   # JsonView: one event per line, as it arrives
+kaiwa chat --json                       # JsonView, with PlainChrome's prompts on stderr
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
+from kaiwa.chat.lang import Texts
+from kaiwa.client import Message
 from kaiwa.protocol import Event, ResponseState
 
 
@@ -17,6 +21,9 @@ class JsonView:
 
     def __init__(self, out: TextIO = sys.stdout) -> None:
         self._out = out
+
+    def history(self, messages: Sequence[Message], earlier: int) -> None:
+        pass  # stdout holds the events of this session's answers only
 
     def begin(self) -> None:
         pass
@@ -32,6 +39,9 @@ class JsonView:
 class QuietView:
     """Shows nothing while the answer streams; the caller prints what it wants at the end."""
 
+    def history(self, messages: Sequence[Message], earlier: int) -> None:
+        pass
+
     def begin(self) -> None:
         pass
 
@@ -40,3 +50,21 @@ class QuietView:
 
     def end(self, state: ResponseState, *, stopped: bool) -> None:
         pass
+
+
+class PlainChrome:
+    """Prompts, notes and errors on stderr, so that stdout holds only JSON lines."""
+
+    def __init__(self, texts: Texts) -> None:
+        self._texts = texts
+
+    def prompt(self, text: str) -> str:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        return input()
+
+    def note(self, text: str) -> None:
+        print(text, file=sys.stderr)
+
+    def error(self, code: int | None, message: str) -> None:
+        print(self._texts.error_label(code) + message, file=sys.stderr)

@@ -1,14 +1,18 @@
-"""One chat with one agent over `kaiwa.client`: pick the agent, open the chat, ask, stop.
+"""One chat with one agent over `kaiwa.client`: pick the agent and the chat, ask, stop.
 
-    session = Session.open(client, agent_id=None, chat_id=None, choose=ask_user)
+    session = Session.open(client, agent="受付", chat_id=None, choose=ask_user)  # name or id
     session.attach(["配送メモ.txt"])             # uploaded now, sent with the next question
-    turn = session.ask("営業時間は?", view)       # Ctrl-C inside: the answer is stopped
+    turn = session.ask("営業時間は?", view)       # the chat is created here, with the question
     turn.state.text, turn.state.usage, turn.stopped
-    if (form := turn.form) is not None:        # the answer waits for a form
-        turn = session.submit(form, values, view)
+    if turn.form is not None:                  # the answer waits for a form
+        turn = session.submit(turn, values, view)
 
 Rendering is the view's business (`View`): this module decides only what happens, so the rich
-terminal view, the JSON lines and `--once` share one way of asking and of stopping.
+terminal view, the JSON lines and `--once` share one way of asking and of stopping. Its failures
+before an answer are `ChatError`s carrying data (`kaiwa.chat.errors` words them).
+
+A chat is created only when its first question is sent, so that starting `kaiwa chat` and
+leaving leaves no empty chat behind (nor does `/new`).
 
 Deliberate oddity: Ctrl-C is taken as the `KeyboardInterrupt` it raises wherever the stream is
 blocked. That kills the stream's connection, so after `cancel()` the rest of the answer (up to
@@ -25,17 +29,30 @@ from typing import Protocol
 
 from pydantic import JsonValue
 
-from kaiwa.client import Agent, Client, FormRequest, KaiwaError, Stream, StreamError, UploadedFile
+from kaiwa.chat.errors import AgentMismatch, AmbiguousAgent, NoAgent, UnknownAgent, UnknownChat
+from kaiwa.client import (
+    Agent,
+    Client,
+    FormRequest,
+    Message,
+    Stream,
+    StreamError,
+    UploadedFile,
+)
 from kaiwa.protocol import Event, ResponseState
 
 CHAT_NAME = "kaiwa chat"
+"""Until the first answer's title renames it."""
 
 Choose = Callable[[Sequence[Agent]], Agent]
 """Picks one of several published agents (asks the user, or refuses)."""
 
 
 class View(Protocol):
-    """Shows one answer as its events arrive."""
+    """Shows a chat's earlier messages, and one answer as its events arrive."""
+
+    def history(self, messages: Sequence[Message], earlier: int) -> None:
+        """`earlier`: how many messages came before the ones given."""
 
     def begin(self) -> None: ...
 
@@ -58,34 +75,55 @@ class Turn:
 
 
 class Session:
-    def __init__(self, client: Client, agent_id: str, chat_id: int, agent_name: str = "") -> None:
+    def __init__(
+        self, client: Client, agent: Agent, chat_id: int | None = None, chat_name: str = ""
+    ) -> None:
         self.client = client
-        self.agent_id = agent_id
-        self.agent_name = agent_name or agent_id
+        self.agent = agent
         self.chat_id = chat_id
+        """None until the first question creates the chat."""
+        self.chat_name = chat_name
         self.attached: list[UploadedFile] = []
         """Uploaded, to be sent with the next question."""
 
     @classmethod
     def open(
-        cls, client: Client, *, agent_id: str | None, chat_id: int | None, choose: Choose
+        cls, client: Client, *, agent: str | None, chat_id: int | None, choose: Choose
     ) -> Session:
-        """Resolve the agent (given, the only published one, or `choose`n) and the chat."""
-        if agent_id is not None:
-            session = cls(client, agent_id, chat_id or 0)
-        else:
-            agents = client.chats.published_agents()
-            if not agents:
-                raise KaiwaError("No published agent: publish one, or pass --agent")
-            agent = agents[0] if len(agents) == 1 else choose(agents)
-            session = cls(client, agent.id, chat_id or 0, agent.name)
-        if chat_id is None:
-            session.new_chat()
-        return session
+        """The agent named (by id or name), else the chat's, else the only published one, else
+        the one `choose` picks; the chat `chat_id` continued, else none yet."""
+        published = client.chats.published_agents()
+        wanted = find_agent(published, agent) if agent else None
+        if chat_id is not None:
+            chat = next((chat for chat in client.chats.iter_all() if chat.id == chat_id), None)
+            if chat is None:
+                raise UnknownChat(chat_id)
+            if (own := chat.meta.conversation_agent_id) is not None:
+                # An agent no longer published is named by its id; the server says why it fails.
+                chat_agent = next((a for a in published if a.id == own), Agent(id=own, name=own))
+                if wanted is not None and wanted.id != chat_agent.id:
+                    raise AgentMismatch(chat_id, chat_agent, wanted)
+                return cls(client, chat_agent, chat.id, chat.name)
+        if wanted is None:
+            if not published:
+                raise NoAgent()
+            wanted = published[0] if len(published) == 1 else choose(published)
+        return cls(client, wanted, chat_id)
 
-    def new_chat(self) -> int:
-        self.chat_id = self.client.chats.create(name=CHAT_NAME, agent_id=self.agent_id).id
-        return self.chat_id
+    def new_chat(self) -> None:
+        """The next question starts a new chat."""
+        self.chat_id, self.chat_name = None, ""
+
+    def history(self, limit: int) -> tuple[list[Message], int]:
+        """The chat's last `limit` messages (answers replaced by a regenerated one left out),
+        and how many messages came before them."""
+        if self.chat_id is None:
+            return [], 0
+        page = self.client.messages.list(self.chat_id, limit=limit)
+        total = page.pagination.total_records if page.pagination else len(page.items)
+        if total > limit:
+            page = self.client.messages.list(self.chat_id, limit=limit, offset=total - limit)
+        return [m for m in page.items if not m.meta.superseded], max(total - limit, 0)
 
     def attach(self, paths: Iterable[str | Path]) -> list[UploadedFile]:
         """Upload files to go with the next question. Raises `OSError` for an unreadable path."""
@@ -96,21 +134,30 @@ class Session:
     def ask(self, question: str, view: View) -> Turn:
         """Stream the answer into `view`. A failed answer is in `state.error`; an error before
         the stream started (bad key, busy chat, …) raises its `KaiwaError`, with nothing shown."""
+        if self.chat_id is None:
+            self.chat_id = self.client.chats.create(name=CHAT_NAME, agent_id=self.agent.id).id
         files = [file.uuid for file in self.attached]
         stream = self.client.messages.stream(
-            self.chat_id, question, agent_id=self.agent_id, attached_file_uuids=files or None
+            self.chat_id, question, agent_id=self.agent.id, attached_file_uuids=files or None
         )
-        turn = self._answer(stream, view)
+        turn = self._answer(stream, view, ResponseState())
         self.attached = []
         return turn
 
-    def submit(self, form: FormRequest, values: dict[str, JsonValue], view: View) -> Turn:
-        """Submit a form and stream the rest of the answer, as `ask` does. A refused value
-        raises `BadRequestError` (its message names the field); a second submit `ConflictError`."""
-        return self._answer(self.client.forms.stream(self.chat_id, form.id, values), view)
+    def submit(self, turn: Turn, values: dict[str, JsonValue], view: View) -> Turn:
+        """Submit the form `turn` waits for and stream the rest of the answer, as `ask` does. A
+        refused value raises `BadRequestError` (its message names the field); a second submit
+        `ConflictError`."""
+        form = turn.form
+        if form is None or self.chat_id is None:
+            raise ValueError("this answer waits for no form")
+        # The rest of the answer starts by ending the form step, which it never started: begin
+        # with that step as the paused answer had it, so its fields label the values sent.
+        state = ResponseState(steps=[dict(s) for s in turn.state.steps if s["id"] == form.step_id])
+        stream = self.client.forms.stream(self.chat_id, form.id, values)
+        return self._answer(stream, view, state)
 
-    def _answer(self, stream: Stream, view: View) -> Turn:
-        state = ResponseState()
+    def _answer(self, stream: Stream, view: View, state: ResponseState) -> Turn:
         interrupted = False
         with contextlib.ExitStack() as opened:
             try:
@@ -118,9 +165,9 @@ class Session:
                 opened.enter_context(stream)
             except KeyboardInterrupt:
                 return Turn(state, stopped=True)
-            view.begin()
             try:
                 try:
+                    view.begin()
                     _pump(stream, state, view)
                 except KeyboardInterrupt:
                     interrupted = True
@@ -139,12 +186,25 @@ class Session:
         try:
             stream.cancel()
             follow = self.client.responses.stream(
-                self.chat_id, response_id, after=stream.last_event_id
+                stream.chat_id, response_id, after=stream.last_event_id
             )
             with follow:
                 _pump(follow, state, view)
         except KeyboardInterrupt:
             pass
+
+
+def find_agent(published: Sequence[Agent], wanted: str) -> Agent:
+    """The published agent with that id, else the one with that name (case-insensitive)."""
+    key = wanted.strip().casefold()
+    matches = [a for a in published if a.id.casefold() == key] or [
+        a for a in published if a.name.strip().casefold() == key
+    ]
+    if len(matches) > 1:
+        raise AmbiguousAgent(wanted, matches)
+    if not matches:
+        raise UnknownAgent(wanted, published)
+    return matches[0]
 
 
 def _pump(events: Iterable[Event], state: ResponseState, view: View) -> None:
