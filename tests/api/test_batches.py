@@ -23,7 +23,7 @@ from kaiwa.config import Settings
 from kaiwa.runtime import TurnRequest
 from kaiwa.runtime.turns import store_turn
 from kaiwa.server import create_app
-from kaiwa.store import workspaces
+from kaiwa.store import batches, workspaces
 from kaiwa.store.bootstrap import ensure_demo
 from kaiwa.store.db import create_engine, new_id, now, session_factory, transaction
 from kaiwa.store.keys import create_key
@@ -726,3 +726,33 @@ async def test_items_cut_short_by_a_shutdown_run_again_after_the_restart(
     messages = await second.messages(rows[0]["chat_id"])
     assert [m["role"] for m in messages] == ["user", "assistant", "assistant"]
     assert [m["meta"]["status"] for m in messages[1:]] == ["cancelled", "completed"]
+
+
+async def test_a_replica_that_wakes_after_its_item_was_taken_over_changes_nothing(
+    make_api: MakeApi,
+) -> None:
+    """A paused replica's attempt (1) comes back after another replica's attempt (2) took the
+    item: putting it back or storing its outcome must do nothing."""
+    api = await fast_api(make_api, batch_concurrency=0)
+    agent = await api.scripted_agent(ANSWER)
+    batch = await create(api, agent, items("paused"))
+    async with api.store() as session:
+        [item] = await session.scalars(select(BatchItem).where(BatchItem.batch_id == batch["id"]))
+        taken = await batches.take_item(session, item.id)
+        assert taken is not None
+        assert taken.attempts == 1
+        again = await batches.take_item(session, item.id)  # the replica that took over
+        assert again is not None
+        assert again.attempts == 2
+    async with api.store() as session:
+        await batches.requeue(session, item.id, attempt=1)
+        late = batches.ItemOutcome(status="completed", final_text="stale")
+        assert await batches.finish_item(session, item.id, late, attempt=1) is None
+    async with api.store() as session:
+        row = await session.get(BatchItem, item.id)
+        assert row is not None
+        assert (row.status, row.attempts) == ("running", 2)
+        done = batches.ItemOutcome(status="completed", final_text=ANSWER_TEXT)
+        assert await batches.finish_item(session, item.id, done, attempt=2) is not None
+    [result] = await results(api, batch["id"])
+    assert (result["status"], result["response"]) == ("completed", ANSWER_TEXT)

@@ -31,6 +31,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -114,7 +115,7 @@ class Indexer:
         try:
             extracted = await asyncio.to_thread(_extract, upload, self._limits)
             del upload  # the file's bytes are not needed once its text is out
-            await self._write(document_id, extracted, title)
+            await self._write(document_id, extracted, title, started=document.updated_at)
         except IngestError as exc:
             await self._fail(document_id, exc.message)
         # Ready, or never readable: the bytes are not needed any more.
@@ -180,7 +181,14 @@ class Indexer:
         extracted = await asyncio.to_thread(_extract, content, self._limits)
         await self._write(document_id, extracted, title)
 
-    async def _write(self, document_id: str, extracted: Extracted, title: str | None) -> None:
+    async def _write(
+        self,
+        document_id: str,
+        extracted: Extracted,
+        title: str | None,
+        *,
+        started: datetime | None = None,
+    ) -> None:
         chunks = await asyncio.to_thread(
             chunk_text, extracted.text, max_chars=self._max_chars, overlap=self._overlap
         )
@@ -188,12 +196,12 @@ class Indexer:
         for start in range(0, len(chunks), self._batch):
             new = await self._prepare(chunks[start : start + self._batch], start, title)
             async with transaction(self._sessions) as session:
-                document = await store.lock_processing(session, document_id)
+                document = await store.lock_processing(session, document_id, started=started)
                 if document is None:
-                    return  # deleted meanwhile
+                    return  # deleted meanwhile, or another replica took the job over
                 await store.add_chunks(session, document, new)
         async with transaction(self._sessions) as session:
-            document = await store.lock_processing(session, document_id)
+            document = await store.lock_processing(session, document_id, started=started)
             if document is not None:
                 await store.finish_document(session, document, title=title, chunk_count=len(chunks))
 

@@ -17,7 +17,9 @@ Deliberate choices:
   question was already stored, the retry regenerates the answer instead of asking twice, and if
   its answer had been stored in full, that answer is the item's outcome. A second death fails it.
 - A response cut short by shutdown puts its item (and its job) back, not `cancelled`.
-- Storing an item's outcome is a compare-and-set on its status: an item is answered once.
+- Storing an item's outcome, or putting it back, is a compare-and-set on its status and attempt:
+  an item is answered once, and a replica that was presumed dead (paused) and wakes up after
+  another took its item over changes nothing of it.
 """
 
 from __future__ import annotations
@@ -126,36 +128,40 @@ class BatchItems:
             item = await batches.take_item(session, item_id)
         if item is None:
             return
+        attempt = item.attempts
         try:
             outcome = await self._answer(item)
         except _Requeue:
-            await self._requeue(item.id)
+            await self._requeue(item.id, attempt)
             raise Release from None
         except asyncio.CancelledError:
-            await asyncio.shield(self._requeue(item.id))
+            # Stopping: the item goes back for another replica. Otherwise this replica lost its
+            # job to another (it looked dead): the item is that one's now, left untouched.
+            if self._stopping:
+                await asyncio.shield(self._requeue(item.id, attempt))
             raise
         except Exception:
             logger.exception("batch item %s failed", item.id)
             outcome = _failed(
                 int(ErrorCode.SERVER_ERROR), "Internal server error while running this item"
             )
-        await self._finish(item.id, outcome)
+        await self._finish(item.id, outcome, attempt)
 
     async def give_up(self, job: Job, error: str) -> None:
         item_id = int(job.payload["item_id"])
         await self._finish(item_id, _failed(int(ErrorCode.SERVER_ERROR), DIED_TWICE))
 
-    async def _finish(self, item_id: int, outcome: ItemOutcome) -> None:
+    async def _finish(self, item_id: int, outcome: ItemOutcome, attempt: int | None = None) -> None:
         async with transaction(self._sessions) as session:
-            ended = await batches.finish_item(session, item_id, outcome)
+            ended = await batches.finish_item(session, item_id, outcome, attempt=attempt)
         # The next item of the same chat, or the batch's webhook, may have been queued.
         await self._notify(batches.ITEM_JOB)
         if ended is not None:
             await self._notify(batches.WEBHOOK_JOB)
 
-    async def _requeue(self, item_id: int) -> None:
+    async def _requeue(self, item_id: int, attempt: int) -> None:
         async with transaction(self._sessions) as session:
-            await batches.requeue(session, item_id)
+            await batches.requeue(session, item_id, attempt=attempt)
 
     # -- answering one item ------------------------------------------------------------------------
 

@@ -218,14 +218,21 @@ async def take_item(session: AsyncSession, item_id: int) -> BatchItem | None:
     return item
 
 
-async def finish_item(session: AsyncSession, item_id: int, outcome: ItemOutcome) -> Batch | None:
-    """Store a running item's outcome; the batch when this settled it (its last item ended)."""
+async def finish_item(
+    session: AsyncSession, item_id: int, outcome: ItemOutcome, *, attempt: int | None = None
+) -> Batch | None:
+    """Store an item's outcome, if it has none yet (running, or still pending when its job gave
+    up before it could start) and, with `attempt`, only if it is still that attempt (`take_item`
+    counted it): one a later attempt took over is not this caller's. The batch when this settled
+    it (its last item ended)."""
     item = await session.get(BatchItem, item_id)
     if item is None:
         return None
     batch = await session.get(Batch, item.batch_id, with_for_update=True, populate_existing=True)
     await session.refresh(item)
-    if batch is None or item.status != "running":
+    if batch is None or item.status not in _OPEN:
+        return None
+    if attempt is not None and item.attempts != attempt:
         return None
     item.status = outcome.status
     item.final_text = outcome.final_text
@@ -252,11 +259,16 @@ async def finish_item(session: AsyncSession, item_id: int, outcome: ItemOutcome)
     return batch if await _settle(session, batch) else None
 
 
-async def requeue(session: AsyncSession, item_id: int) -> None:
-    """Put a running item back, as if it had never been taken (this process is stopping)."""
+async def requeue(session: AsyncSession, item_id: int, *, attempt: int) -> None:
+    """Put a running item back, as if this attempt had never been made (this process is
+    stopping), unless a later attempt has taken it over."""
     await session.execute(
         update(BatchItem)
-        .where(BatchItem.id == item_id, BatchItem.status == "running")
+        .where(
+            BatchItem.id == item_id,
+            BatchItem.status == "running",
+            BatchItem.attempts == attempt,
+        )
         .values(status="pending", attempts=BatchItem.attempts - 1)
     )
 

@@ -192,11 +192,16 @@ async def begin_indexing(session: AsyncSession, document_id: str) -> KbDocument 
     return document
 
 
-async def lock_processing(session: AsyncSession, document_id: str) -> KbDocument | None:
-    """The document, locked for this transaction, if it still exists and is `processing`."""
-    document = await session.scalar(
-        select(KbDocument).where(KbDocument.id == document_id).with_for_update()
-    )
+async def lock_processing(
+    session: AsyncSession, document_id: str, *, started: datetime | None = None
+) -> KbDocument | None:
+    """The document, locked for this transaction, if it still exists and is `processing` —
+    and, with `started` (the `updated_at` that `begin_indexing` gave it), if no later attempt
+    has begun meanwhile (a replica presumed dead that wakes up must write nothing more)."""
+    query = select(KbDocument).where(KbDocument.id == document_id)
+    if started is not None:
+        query = query.where(KbDocument.updated_at == started)
+    document = await session.scalar(query.with_for_update())
     if document is None or document.status != "processing":
         return None
     return document
