@@ -22,6 +22,8 @@ from kaiwa.store.db import transaction
 from kaiwa.store.models import Chat, Message
 
 ENVELOPE_KEYS = {"data", "message", "error_code", "pagination"}
+FIELD_ERRORS = "errors"
+"""[ext] The one key an error envelope may add: the bad fields of a request, when it names them."""
 DONE = b"data: [DONE]\n\n"
 
 
@@ -30,7 +32,8 @@ def envelope(response: httpx.Response) -> dict[str, Any]:
     assert response.headers["content-type"].startswith("application/json"), response.text
     body = response.json()
     assert isinstance(body, dict)
-    assert set(body) == ENVELOPE_KEYS, body
+    extra = {FIELD_ERRORS} if body.get("error_code") and FIELD_ERRORS in body else set()
+    assert set(body) == ENVELOPE_KEYS | extra, body
     return body
 
 

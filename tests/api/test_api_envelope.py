@@ -18,7 +18,7 @@ async def test_every_json_response_has_exactly_the_four_envelope_keys(api: Api) 
         await api.client.get("/api/v1/chats"),
         await api.post("/api/v1/chats", json={"name": ""}),
         await api.get("/api/v1/chats/999999/messages"),
-        await api.client.delete("/api/v1/chats/published-agents"),
+        await api.client.patch("/api/v1/chats/published-agents"),
         await api.get("/api/v1/nowhere"),
     ]
     statuses = []

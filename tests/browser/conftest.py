@@ -9,8 +9,12 @@ When a test fails, a screenshot of its page is saved under `tests/browser/artifa
 printed; the page's console and the server's log are attached to the report.
 
 Fixtures: `web_server` (session: one server for every browser test), `browser` (session),
-`page` (a fresh context per test: empty sessionStorage), `chat` (a `ChatPage` on it) and
-`make_agent(name, script=..., tools=..., llm_model=...)` (a published agent).
+`page` (a fresh context per test: empty storage), `chat` (a `ChatPage` on it),
+`make_agent(name, script=..., tools=..., llm_model=...)` (a published agent) and `module_page`
+(one page per module, to call the page's modules with tables of cases).
+
+The page's browser speaks English (`locale`, "en-US") unless a test asks for another language:
+`@pytest.mark.parametrize("locale", ["ja-JP"])` overrides the fixture.
 """
 
 from __future__ import annotations
@@ -25,11 +29,10 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
-from tests.browser.chat_page import ChatPage
+from tests.browser.chat_page import ARTIFACTS, ChatPage
 from tests.e2e.conftest import KaiwaServer, Launcher
 
 CHROMIUM = os.environ.get("KAIWA_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent / "artifacts"
 PAGE_TIMEOUT_MS = 15_000
 LOG_TAIL_CHARS = 8_000
 
@@ -77,8 +80,14 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    context = browser.new_context(locale="ja-JP", timezone_id="Asia/Tokyo")
+def locale() -> str:
+    """The browser's language (`navigator.languages`), which the page speaks unless told."""
+    return "en-US"
+
+
+@pytest.fixture
+def page(browser: Browser, locale: str, request: pytest.FixtureRequest) -> Iterator[Page]:
+    context = browser.new_context(locale=locale, timezone_id="Asia/Tokyo")
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     page = context.new_page()
     console: list[str] = []
@@ -93,9 +102,21 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     assert not errors, f"uncaught errors in the page: {errors}"
 
 
+@pytest.fixture(scope="module")
+def module_page(browser: Browser, web_server: KaiwaServer) -> Iterator[Page]:
+    """One page on the web chat for a whole module, to import its modules into and call them
+    (`await import("/static/markdown.js")`): for tables of cases, not for chatting."""
+    context = browser.new_context(locale="en-US", timezone_id="Asia/Tokyo")
+    page = context.new_page()
+    page.goto(f"{web_server.base_url}/")
+    yield page
+    context.close()
+
+
 @pytest.fixture
-def chat(page: Page, web_server: KaiwaServer) -> ChatPage:
-    return ChatPage(page, web_server.base_url, web_server.api_key)
+def chat(page: Page, web_server: KaiwaServer, locale: str) -> ChatPage:
+    language = locale.split("-")[0]
+    return ChatPage(page, web_server.base_url, web_server.api_key, language=language)
 
 
 @pytest.fixture(scope="session")

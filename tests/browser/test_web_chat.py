@@ -1,8 +1,9 @@
 """Chatting in the web chat: a streamed answer with its steps, the chat's title, usage, feedback,
-regenerate and attachments."""
+regenerate, copy, attachments, and the chats of the sidebar (open, rename, delete)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -12,6 +13,7 @@ from tests.browser.chat_page import ChatPage
 from tests.e2e.conftest import KaiwaServer
 
 KB_READY_TIMEOUT = 20.0
+TIME_OF_DAY = re.compile(r"^\d{2}:\d{2}$")  # a message of today shows its time only
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +49,14 @@ def echo_agent(make_agent: Callable[..., str]) -> str:
     return make_agent("echo", script={"title": "エコー"})  # no answer script: it echoes
 
 
+@pytest.mark.parametrize("locale", ["ja-JP"])
 def test_a_japanese_question_streams_an_answer_with_its_step_and_titles_the_chat(
     chat: ChatPage, shop_agent: str
 ) -> None:
     chat.start(shop_agent)
     chat.send("営業時間を教えてください")
 
-    expect(chat.user_messages).to_have_text(["営業時間を教えてください"])
+    expect(chat.user_texts).to_have_text(["営業時間を教えてください"])
     answer = chat.last_answer
     expect(answer).to_have_attribute("data-status", "completed")
     expect(chat.answer_text()).to_contain_text("平日9時から18時までです")
@@ -61,17 +64,29 @@ def test_a_japanese_question_streams_an_answer_with_its_step_and_titles_the_chat
     expect(chat.answer_text()).to_have_attribute("aria-live", "polite")
     expect(chat.answer_text()).to_have_attribute("aria-busy", "false")
 
+    # The step reads as a sentence in the page's language; the tool's name waits in "details".
     step = answer.locator(".step")
     expect(step).to_have_count(1)
     expect(step).to_have_attribute("data-state", "done")
-    expect(step.locator(".step-text")).to_contain_text("ナレッジベースを検索しています")
-    expect(step.locator(".source-head")).to_contain_text("営業時間")
+    expect(step.locator(".step-text")).to_have_text("ナレッジベースを検索しました: 1件")
+    expect(step.locator(".source-head")).to_have_text("営業時間")
     expect(step.locator(".snippet")).to_contain_text("土日祝日は休業です")
+    tool_name = step.locator(".step-details code")
+    expect(tool_name).to_be_hidden()
+    step.locator(".step-details summary").click()
+    expect(tool_name).to_have_text("retrieve_context_objs")
+    expect(step).not_to_contain_text("done")
 
-    expect(answer.locator(".usage")).to_contain_text("tokens")
+    expect(answer.locator(".usage")).to_contain_text("トークン")
+    expect(answer.locator("time.timestamp")).to_have_text(TIME_OF_DAY)
+    expect(chat.user_messages.last.locator("time.timestamp")).to_have_text(TIME_OF_DAY)
+    expect(answer.get_by_role("button", name="役に立った")).to_be_visible()
+    expect(answer.get_by_role("button", name="再生成")).to_be_visible()
     expect(chat.chat_links.first).to_have_text("営業時間を教えてください")
     expect(chat.chat_links.first).to_have_attribute("aria-current", "page")
     assert chat.session_value("running") is None
+    step.locator(".step-details summary").click()  # closed again, as a reader first sees it
+    chat.screenshots("ja-answer-steps")
 
 
 def test_feedback_and_regenerate_act_on_the_last_answer(
@@ -84,7 +99,7 @@ def test_feedback_and_regenerate_act_on_the_last_answer(
     expect(chat.answer_text(first)).to_have_text("Echo: こんにちは")
 
     helpful = first.get_by_role("button", name="Helpful")
-    expect(helpful).to_be_enabled()  # once the stored answer's id is known
+    expect(helpful).to_be_enabled()  # shown once the stored answer's id is known
     helpful.click()
     expect(helpful).to_have_attribute("aria-pressed", "true")
     expect(first.get_by_role("button", name="Needs improvement")).to_have_attribute(
@@ -94,6 +109,7 @@ def test_feedback_and_regenerate_act_on_the_last_answer(
     first.get_by_role("button", name="Regenerate").click()
     expect(chat.answers).to_have_count(2)
     expect(first).to_have_attribute("data-status", "superseded")
+    expect(first.locator(".superseded-note")).to_have_text("Replaced by a newer answer")
     expect(chat.last_answer).to_have_attribute("data-status", "completed")
     expect(chat.answer_text()).to_have_text("Echo: こんにちは")
     expect(chat.last_answer.get_by_role("button", name="Regenerate")).to_be_visible()
@@ -155,8 +171,8 @@ def test_the_chat_list_holds_the_chosen_agents_chats_and_opens_their_history(
     expect(chat.page.locator(f'#chat-list li[data-chat-id="{mine["id"]}"]')).to_be_visible()
     expect(chat.page.locator(f'#chat-list li[data-chat-id="{other["id"]}"]')).to_have_count(0)
 
-    chat.page.locator(f'#chat-list li[data-chat-id="{mine["id"]}"] button').click()
-    expect(chat.user_messages).to_have_text(["前の質問"])
+    chat.chat_link(mine["id"]).click()
+    expect(chat.user_texts).to_have_text(["前の質問"])
     expect(chat.last_answer).to_have_attribute("data-status", "completed")
     expect(chat.answer_text()).to_have_text("Echo: 前の質問")
     expect(chat.last_answer.get_by_role("button", name="Helpful")).to_be_enabled()
@@ -185,5 +201,85 @@ def test_a_failing_tool_shows_its_step_as_failed_with_the_reason(
     expect(chat.last_answer).to_have_attribute("data-status", "completed")
     step = chat.last_answer.locator(".step")
     expect(step).to_have_attribute("data-state", "failed")
+    expect(step.locator(".step-text")).to_have_text("Could not read the web page")
+    expect(step.locator(".step-error")).to_contain_text("Reason: ")
     expect(step.locator(".step-error")).to_contain_text("http or https URL")
     expect(chat.answer_text()).to_have_text("読めませんでした。")
+
+
+def test_a_look_through_the_chat_that_found_nothing_adds_no_step(
+    chat: ChatPage, make_agent: Callable[..., str]
+) -> None:
+    agent = make_agent(
+        "lookup",
+        script={
+            "rounds": [
+                [{"tool_call": {"name": "lookup", "arguments": {"query": "xyzzy-plugh"}}}],
+                [{"text": "この会話には見当たりません。"}],
+            ]
+        },
+        tools=[{"type": "lookup"}],
+    )
+    chat.start(agent)
+    chat.send("前に話したことを探して")
+
+    answer = chat.last_answer
+    expect(answer).to_have_attribute("data-status", "completed")
+    expect(chat.answer_text()).to_have_text("この会話には見当たりません。")
+    expect(answer.locator(".step")).to_have_attribute("data-state", "done")
+    expect(answer.locator(".steps-box")).to_be_hidden()
+
+
+def test_copy_puts_the_answers_markdown_on_the_clipboard(
+    chat: ChatPage, make_agent: Callable[..., str]
+) -> None:
+    markdown = "## 手順\n\n1. **保存**する\n2. `kaiwa serve` を実行"
+    agent = make_agent("copy", script={"answer": [{"text": markdown}], "title": "コピー"})
+    chat.page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    chat.start(agent)
+    chat.send("手順は?")
+    expect(chat.last_answer).to_have_attribute("data-status", "completed")
+
+    copy = chat.last_answer.get_by_role("button", name="Copy")
+    copy.click()
+    expect(chat.last_answer.get_by_role("button", name="Copied")).to_be_visible()
+    assert chat.page.evaluate("() => navigator.clipboard.readText()") == markdown
+
+
+def test_a_chat_is_renamed_in_place_and_deleted_after_a_confirmation(
+    chat: ChatPage, echo_agent: str, web_server: KaiwaServer
+) -> None:
+    kept = web_server.create_chat("残す会話", agent_id=echo_agent)
+    doomed = web_server.create_chat("消す会話", agent_id=echo_agent)
+    chat.start(echo_agent)
+    chat.chat_link(doomed["id"]).click()
+
+    # Rename: the name is edited in the list; Enter saves it on the server.
+    chat.page.get_by_role("button", name="Rename “消す会話”").click()
+    box = chat.page.get_by_role("textbox", name="Chat name")
+    expect(box).to_be_focused()
+    box.fill("名前を変えた会話")
+    box.press("Enter")
+    expect(chat.chat_link(doomed["id"])).to_have_text("名前を変えた会話")
+    expect(chat.chat_link(doomed["id"])).to_have_attribute("aria-current", "page")
+    stored = web_server.ok("GET", "/api/v1/chats", params={"agent_id": echo_agent})
+    assert {c["id"]: c["name"] for c in stored}[doomed["id"]] == "名前を変えた会話"
+
+    # Delete: refused at the confirmation, nothing happens; accepted, the chat is gone.
+    asked: list[str] = []
+    chat.page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    delete = chat.page.get_by_role("button", name="Delete “名前を変えた会話”")
+    delete.click()
+    expect(chat.chat_link(doomed["id"])).to_be_visible()
+    assert len(asked) == 1
+    assert "名前を変えた会話" in asked[0]
+    assert not [r for r in chat.requests if r.method == "DELETE"]
+
+    chat.page.once("dialog", lambda dialog: dialog.accept())
+    delete.click()
+    expect(chat.chat_link(doomed["id"])).to_have_count(0)
+    expect(chat.chat_link(kept["id"])).to_be_visible()
+    expect(chat.page.locator("#welcome h2")).to_be_visible()  # the open chat was the one deleted
+    assert chat.session_value("chatId") is None
+    response = web_server.api("GET", f"/api/v1/chats/{doomed['id']}/messages")
+    assert response.status_code == 404, response.text

@@ -48,7 +48,7 @@ def test_enter_while_composing_japanese_does_not_send(chat: ChatPage, echo_agent
     expect(box).to_have_value("日本語\n入力")
     box.evaluate(PLAIN_ENTER)
     expect(box).to_have_value("")
-    expect(chat.user_messages).to_have_text(["日本語\n入力"])
+    expect(chat.user_texts).to_have_text(["日本語\n入力"])
     expect(chat.last_answer).to_have_attribute("data-status", "completed")
     assert len(chat.sent_messages()) == 1
     assert "日本語\\n入力" in (chat.sent_messages()[0].post_data or "")

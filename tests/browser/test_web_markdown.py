@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from tests.browser.chat_page import ChatPage
-from tests.e2e.conftest import KaiwaServer
 
 HOSTILE = "\n".join(
     [
@@ -79,15 +78,6 @@ def test_markdown_renders_and_html_or_script_links_stay_inert(
     assert dialogs == []
 
 
-@pytest.fixture(scope="module")
-def renderer(browser: Browser, web_server: KaiwaServer) -> Iterator[Page]:
-    """One page for the whole table: `renderMarkdown` is imported into it, not driven by chat."""
-    page = browser.new_page()
-    page.goto(f"{web_server.base_url}/")
-    yield page
-    page.close()
-
-
 RENDER = """async (source) => {
   const { renderMarkdown } = await import("/static/markdown.js");
   const box = document.createElement("div");
@@ -135,5 +125,23 @@ LINK = 'target="_blank" rel="noopener noreferrer nofollow"'
         ),
     ],
 )
-def test_markdown_renders_as_this_html(renderer: Page, source: str, html: str) -> None:
-    assert renderer.evaluate(RENDER, source) == html
+def test_markdown_renders_as_this_html(module_page: Page, source: str, html: str) -> None:
+    assert module_page.evaluate(RENDER, source) == html
+
+
+PLAIN = """async (source) => (await import("/static/markdown.js")).plainText(source)"""
+
+
+@pytest.mark.parametrize(
+    ("source", "text"),
+    [
+        ("## 営業時間\n平日は**9時**から", "営業時間 平日は9時から"),
+        ("- `kaiwa serve` を実行\n- *確認*する", "kaiwa serve を実行 確認する"),
+        ("1. 一つ目\n2. 二つ目", "一つ目 二つ目"),
+        ("> 引用です [リンク](https://example.com)", "引用です リンク"),
+        ("…途中から始まる**太字の", "…途中から始まる太字の"),  # a pair cut in two
+        ("<b>タグ</b> はそのまま", "<b>タグ</b> はそのまま"),
+    ],
+)
+def test_a_snippet_shows_as_plain_text(module_page: Page, source: str, text: str) -> None:
+    assert module_page.evaluate(PLAIN, source) == text

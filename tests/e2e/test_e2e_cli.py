@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,20 @@ def test_agents_list_shows_the_demo_and_guide_agents(server: Any) -> None:
     assert by_name["kaiwa guide"]["published_version"] == 1
 
 
+def guide_indexed(server: Any) -> None:
+    """Wait until the guide's pages are indexed: `index` jobs run them once the server is up."""
+    (base,) = [
+        kb for kb in server.ok("GET", "/api/v1/knowledge-bases") if kb["name"] == "kaiwa guide"
+    ]
+    path = f"/api/v1/knowledge-bases/{base['id']}/documents"
+    deadline = time.monotonic() + 120
+    while {d["status"] for d in server.ok("GET", path)} != {"ready"}:
+        assert time.monotonic() < deadline, server.ok("GET", path)
+        time.sleep(0.2)
+
+
 def test_the_guide_agent_answers_from_its_knowledge_base_offline(server: Any) -> None:
+    guide_indexed(server)
     (guide,) = [
         agent
         for agent in server.ok("GET", "/api/v1/chats/published-agents")

@@ -2,6 +2,13 @@
 
 On its first run, `kaiwa serve` creates it beside the demo agent, so the offline
 built-in model shows real reasoning steps (retrieval, lookup, fetch) and answers with sources.
+Its pages are indexed by `index` jobs like any uploaded document: the server answers at once,
+and the guide within seconds (with the local dense embedder, the slowest part of a first start).
+
+Every page exists in English and in Japanese (`<topic>.en.md`, `<topic>.ja.md`), and all are
+indexed: without a dense embedder (the default install) a question only finds pages sharing its
+words, so each language needs its own page, and the built-in model quotes the pages in the
+question's language.
 """
 
 from __future__ import annotations
@@ -12,9 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kaiwa.config import Settings
-from kaiwa.knowledge.embed import build_embedder
-from kaiwa.knowledge.index import Indexer, Upload
-from kaiwa.store import agents, knowledge
+from kaiwa.files import open_blob_store
+from kaiwa.runtime.indexing import INDEX_JOB
+from kaiwa.store import agents, jobs, knowledge
 from kaiwa.store.db import transaction
 from kaiwa.store.models import Agent
 
@@ -28,7 +35,9 @@ GUIDE_SYSTEM_PROMPT = (
 async def ensure_guide(
     sessions: async_sessionmaker[AsyncSession], workspace_id: str, settings: Settings
 ) -> Agent:
-    """The guide's knowledge base and its published agent, created (and indexed) if missing."""
+    """The guide's knowledge base and its published agent, created if missing, its pages
+    queued for indexing (the server's job worker indexes them)."""
+    blobs = open_blob_store(settings)
     async with transaction(sessions) as session:
         agent = await session.scalar(
             select(Agent)
@@ -44,7 +53,6 @@ async def ensure_guide(
         base = await knowledge.create_knowledge_base(
             session, workspace_id, name="kaiwa guide", description="What kaiwa is and how to use it"
         )
-        uploads = []
         for page in sorted(files(__name__).iterdir(), key=lambda page: page.name):
             if page.name.endswith(".md"):
                 data = page.read_bytes()
@@ -55,8 +63,11 @@ async def ensure_guide(
                     source=page.name,
                     content_type="text/markdown",
                     size=len(data),
+                    storage_key=await blobs.save(data),
                 )
-                uploads.append((document.id, Upload(data, page.name, "text/markdown")))
+                # Each page's first heading becomes its title.
+                payload = {"document_id": document.id, "title": None}
+                await jobs.enqueue(session, INDEX_JOB, payload, key=document.id)
         agent = await agents.create_agent(
             session,
             workspace_id,
@@ -76,15 +87,4 @@ async def ensure_guide(
             ],
         )
         await agents.publish(session, agent)
-    embedder = build_embedder(settings.embeddings)
-    indexer = Indexer(sessions, embedder)
-    try:
-        for document_id, upload in uploads:
-            # Each page's first heading becomes its title.
-            indexer.start(document_id, upload, title=None)
-        await indexer.join()
-    finally:
-        await indexer.aclose()
-        if embedder is not None:
-            await embedder.aclose()
     return agent

@@ -36,9 +36,11 @@ from kaiwa.llm.text import (
     Passage,
     chunks,
     detect_language,
+    estimate_prompt,
     estimate_tokens,
     parse_passages,
     short_title,
+    unmark,
 )
 
 _ids = itertools.count(1)
@@ -90,8 +92,7 @@ class ExtractiveModel:
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
         question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        prompt = estimate_tokens(request.system or "")
-        prompt += sum(estimate_tokens(m.content) for m in request.messages)
+        prompt = estimate_prompt(request.system, (m.content for m in request.messages))
         language = detect_language(question)
         if request.purpose == "title":
             text, calls = short_title(question), list[ToolCall]()
@@ -133,7 +134,7 @@ def _respond(
     if first:
         return "", first
     passages = _passages(turn, exclude={"request_form"})
-    best = _best_passages(question, passages)
+    best = _best_passages(question, language, passages)
     if not best and "search_web" in offered and "search_web" not in called:
         return "", [_call("search_web", {"query": question})]
     return _answer(language, best, form="request_form" in called), []
@@ -195,19 +196,31 @@ def _source(passage: Passage) -> str:
     return passage.title or ref
 
 
-def _best_passages(question: str, passages: list[Passage], limit: int = 3) -> list[Passage]:
-    """The passages that share the most with the question, each cut to its best sentences."""
+def _best_passages(
+    question: str, language: Language, passages: list[Passage], limit: int = 3
+) -> list[Passage]:
+    """The passages that share the most with the question, each cut to its best sentences.
+
+    Passages in the question's language come first, and alone when any matched: a knowledge
+    base written in both languages answers each in its own, and one in a single language still
+    answers the other (it shares names and identifiers with it).
+    """
     ranked = rank(question, [passage.text for passage in passages])
+    same = [hit for hit in ranked if detect_language(passages[hit[0]].text) == language]
     return [
         Passage(passages[i].title, _best_sentences(question, passages[i].text), passages[i].ref)
-        for i, _ in ranked[:limit]
+        for i, _ in (same or ranked)[:limit]
     ]
 
 
 def _best_sentences(question: str, text: str) -> str:
-    sentences = [part for part in _SENTENCES.split(text.strip()) if part.strip()]
+    """At most `_MAX_SENTENCES` of `text`, as plain text: markdown of a quoted document never
+    becomes a heading, a list or a code block of the answer."""
+    text = unmark(text)
+    sentences = [part for part in _SENTENCES.split(text) if part.strip()]
     if len(sentences) <= _MAX_SENTENCES:
-        return text.strip()
+        return text
     ranked = rank(question, sentences)
     keep = sorted(i for i, _ in ranked[:_MAX_SENTENCES]) or list(range(_MAX_SENTENCES))
-    return " ".join(sentences[i].strip() for i in keep)
+    # A sentence from mid-line may now start the passage: it is unmarked again.
+    return " ".join(unmark(sentences[i]) for i in keep)

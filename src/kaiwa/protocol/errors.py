@@ -1,11 +1,14 @@
 """Error codes of the API and the one exception that carries them.
 
 Services raise `ApiError(code, message)`; the server turns it into an envelope with the HTTP status
-below, and inside a stream the same code becomes `response.error.code`.
+below, and inside a stream the same code becomes `response.error.code`. A validation error may
+also name each bad field (`FieldError`), for a client to mark them all at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 
 
@@ -41,6 +44,19 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """[ext] One bad field of a request: the envelope lists them as `errors: [{field, reason}]`.
+
+    `reason` is a short fixed word a client can branch on (each service documents its own, e.g.
+    a form's `required`, `type`, `date`, `option`, `too_long`, `unknown`); the envelope's
+    `message` says the same in words.
+    """
+
+    field: str
+    reason: str
+
+
 class ApiError(Exception):
     """A failure with an API error code and a message a user can act on.
 
@@ -54,12 +70,14 @@ class ApiError(Exception):
         *,
         status: int | None = None,
         headers: dict[str, str] | None = None,
+        errors: Sequence[FieldError] = (),
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status if status is not None else HTTP_STATUS.get(code, 500)
         self.headers = headers or {}
+        self.errors = tuple(errors)
 
     def __repr__(self) -> str:
         return f"ApiError({self.code.name}, {self.message!r})"

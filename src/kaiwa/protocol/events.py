@@ -55,6 +55,10 @@ class TokenUsage(_Model):
     total_tokens: int = 0
     total_calls: int = 0
     """How many model calls the tokens were spent in."""
+    estimated: bool = Field(default=False, exclude_if=lambda estimated: not estimated)
+    """[ext] Some call's tokens are an estimate (`kaiwa.runtime.usage`): it was cut off before
+    its provider reported them (a stopped answer), or its provider reports none. Only sent
+    when true."""
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
@@ -62,6 +66,7 @@ class TokenUsage(_Model):
             total_completion_tokens=self.total_completion_tokens + other.total_completion_tokens,
             total_tokens=self.total_tokens + other.total_tokens,
             total_calls=self.total_calls + other.total_calls,
+            estimated=self.estimated or other.estimated,
         )
 
 

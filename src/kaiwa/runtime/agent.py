@@ -150,7 +150,8 @@ async def _model_call(run: AgentRun, request: ModelRequest) -> tuple[str, list[T
                     elif isinstance(event, Usage):
                         usage = event
         finally:
-            run.meter.add_call(usage)
+            # Also when cut off (a stop): what streamed until then counts, estimated if need be.
+            run.meter.add_call(usage, request=request, text="".join(parts), calls=calls)
             if usage is not None:
                 watch.usage(usage.prompt_tokens, usage.completion_tokens)
     return "".join(parts), calls

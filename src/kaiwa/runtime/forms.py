@@ -18,8 +18,9 @@ from kaiwa.llm import ChatMessage, ToolCall
 from kaiwa.protocol import ApiError, ErrorCode, ResponseCreated, TokenUsage
 from kaiwa.protocol.events import StepEnd, StepResult
 from kaiwa.runtime.agent import FormPause
+from kaiwa.runtime.form_values import FormValuesError, check_values
 from kaiwa.runtime.tools.base import timestamp
-from kaiwa.runtime.tools.form import check_values, render_values
+from kaiwa.runtime.tools.form import render_values
 from kaiwa.runtime.turns import (
     HISTORY_MESSAGES,
     Question,
@@ -85,8 +86,8 @@ async def store_submission(
 ) -> tuple[Turn, ResponseCreated]:
     """Check and store the values, and the start of the response that goes on with the turn.
 
-    Raises `ApiError` (404 form or chat, 400 a bad value, 409 submitted already) or `ChatBusy`,
-    with nothing stored.
+    Raises `ApiError` (404 form or chat, 400 naming every bad value, 409 submitted already) or
+    `ChatBusy`, with nothing stored.
     """
     await claim_key(
         session, submission.idempotency, submission.workspace_id, response_id, submission.chat_id
@@ -112,8 +113,8 @@ async def store_submission(
         )
     try:
         values = check_values(form.fields, submission.values)
-    except ValueError as exc:
-        raise ApiError(ErrorCode.BAD_REQUEST, str(exc)) from None
+    except FormValuesError as exc:
+        raise ApiError(ErrorCode.BAD_REQUEST, str(exc), errors=exc.errors) from None
     state = form.state
     user_message = await session.get(Message, state["user_message_id"])
     paused = await session.get(Message, form.message_id)

@@ -15,6 +15,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kaiwa.files.storage import BlobStore
+from kaiwa.runtime.deletion import delete_blobs
 from kaiwa.store import tenants
 from kaiwa.store.db import transaction
 from kaiwa.store.tenants import Deleted
@@ -32,10 +33,6 @@ async def delete_workspace(
         deleted = await tenants.delete_workspace(session, workspace_id)
     if deleted is None:
         return None
-    for key in deleted.storage_keys:
-        try:
-            await blobs.delete(key)
-        except (OSError, ValueError) as exc:
-            logger.warning("workspace %s: the blob %s was not deleted: %s", workspace_id, key, exc)
+    await delete_blobs(blobs, deleted.storage_keys, f"workspace {workspace_id}")
     logger.info("workspace %s deleted: %s", workspace_id, deleted.rows)
     return deleted

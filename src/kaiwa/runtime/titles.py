@@ -36,7 +36,7 @@ async def generate_title(
                 elif isinstance(event, Usage):
                     usage = event
     finally:
-        meter.add_call(usage)
+        meter.add_call(usage, request=request, text="".join(pieces))
     return clean_title("".join(pieces))
 
 

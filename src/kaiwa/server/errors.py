@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from kaiwa.bus.base import BusUnavailable
 from kaiwa.protocol import ApiError, ErrorCode
+from kaiwa.protocol.errors import FieldError
 from kaiwa.server.metrics import Metrics
 from kaiwa.server.ratelimit import RateLimited
 
@@ -39,9 +40,21 @@ _STATUS_CODES = {
 
 
 def error_response(
-    status: int, code: int, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    errors: Sequence[FieldError] = (),
 ) -> JSONResponse:
-    body = {"data": None, "message": message, "error_code": code, "pagination": None}
+    """The error envelope; `errors`, when there are any, add the [ext] key listing each field."""
+    body: dict[str, Any] = {
+        "data": None,
+        "message": message,
+        "error_code": code,
+        "pagination": None,
+    }
+    if errors:
+        body["errors"] = [{"field": error.field, "reason": error.reason} for error in errors]
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -77,7 +90,7 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     if isinstance(exc, RateLimited) and (metrics := _metrics(request)) is not None:
         metrics.refused(exc.limit)
-    return error_response(exc.status, int(exc.code), exc.message, exc.headers)
+    return error_response(exc.status, int(exc.code), exc.message, exc.headers, exc.errors)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

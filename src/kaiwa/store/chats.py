@@ -1,14 +1,35 @@
-"""Chats: created against an agent, listed per workspace, renamed by hand or titled once."""
+"""Chats: created against an agent, listed per workspace, renamed by hand or titled once, deleted
+with everything that is only theirs.
+
+    deleted = await delete_chat(session, chat.id)   # the chat locked, no answer running on it
+    deleted.rows           # {"messages": 4, "responses": 2, "message_files": 1, …}
+    deleted.storage_keys   # bytes of its ephemeral files, to delete once this commits
+
+A chat owns its messages, responses, feedback, forms, attachment links and the idempotency keys
+of its turns. Files belong to the workspace: a persistent one stays, an ephemeral one attached
+in this chat and in no other goes with it (it would only wait for its expiry otherwise).
+"""
 
 from __future__ import annotations
 
 from typing import Literal, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import ColumnElement, CursorResult, Table, bindparam, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.store.db import now, paginate
-from kaiwa.store.models import Chat
+from kaiwa.store.models import (
+    Base,
+    Chat,
+    Feedback,
+    FormRequest,
+    IdempotencyKey,
+    Message,
+    MessageFile,
+    Response,
+    UploadedFile,
+)
+from kaiwa.store.tenants import Deleted
 
 _chats = cast(Table, Chat.__table__)
 _TOUCH = (
@@ -49,8 +70,12 @@ async def create_chat(
     return chat
 
 
-async def get_chat(session: AsyncSession, workspace_id: str, chat_id: int) -> Chat | None:
-    chat = await session.get(Chat, chat_id)
+async def get_chat(
+    session: AsyncSession, workspace_id: str, chat_id: int, *, for_update: bool = False
+) -> Chat | None:
+    """The chat, if it is in this workspace; `for_update`: locked until the transaction ends
+    (no turn starts on it meanwhile: they lock it too)."""
+    chat = await session.get(Chat, chat_id, with_for_update=for_update)
     if chat is None or chat.workspace_id != workspace_id:
         return None
     return chat
@@ -96,3 +121,67 @@ async def set_generated_title(session: AsyncSession, chat_id: int, name: str) ->
         .values(name=name, auto_title=False, updated_at=now())
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+def _owned(chat_id: int) -> list[tuple[type[Base], ColumnElement[bool]]]:
+    """The chat's rows in every table, children before their parents."""
+    return [
+        (MessageFile, MessageFile.chat_id == chat_id),
+        (Feedback, Feedback.chat_id == chat_id),
+        (FormRequest, FormRequest.chat_id == chat_id),
+        (Response, Response.chat_id == chat_id),
+        (Message, Message.chat_id == chat_id),
+        # A retried request must not be answered with a turn that no longer exists.
+        (IdempotencyKey, IdempotencyKey.chat_id == chat_id),
+        (Chat, Chat.id == chat_id),
+    ]
+
+
+async def delete_chat(session: AsyncSession, chat_id: int) -> Deleted:
+    """Delete the chat with all that is only its own, in the caller's transaction.
+
+    The caller has locked the chat (`get_chat(..., for_update=True)`) and seen no answer running
+    on it. The ephemeral files' bytes are the caller's to delete, after the commit.
+    """
+    attached = list(
+        await session.scalars(
+            select(MessageFile.file_uuid).where(MessageFile.chat_id == chat_id).distinct()
+        )
+    )
+    rows: dict[str, int] = {}
+    for model, owned in _owned(chat_id):
+        statement = delete(model).where(owned).execution_options(synchronize_session=False)
+        result = cast(CursorResult[object], await session.execute(statement))
+        rows[model.__tablename__] = max(result.rowcount, 0)
+    # Whatever the deletes left in the identity map is gone from the database.
+    session.expunge_all()
+    storage_keys = await _delete_ephemeral(session, attached)
+    rows[UploadedFile.__tablename__] = len(storage_keys)
+    return Deleted(rows=rows, storage_keys=storage_keys)
+
+
+async def _delete_ephemeral(session: AsyncSession, uuids: list[str]) -> list[str]:
+    """Delete those of the files that are ephemeral and now attached nowhere; their storage keys.
+
+    As the expiry sweep does (`store.files.delete_expired`): a file a turn is attaching right now
+    (it holds it `FOR SHARE`) is skipped and left to expire, never deleted under that turn.
+    """
+    if not uuids:
+        return []
+    elsewhere = exists().where(MessageFile.file_uuid == UploadedFile.uuid)
+    free = list(
+        await session.scalars(
+            select(UploadedFile.uuid)
+            .where(UploadedFile.uuid.in_(uuids), UploadedFile.scope == "ephemeral", ~elsewhere)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not free:
+        return []
+    deleted = await session.scalars(
+        delete(UploadedFile)
+        .where(UploadedFile.uuid.in_(free), ~elsewhere)
+        .returning(UploadedFile.storage_key)
+        .execution_options(synchronize_session=False)
+    )
+    return list(deleted)

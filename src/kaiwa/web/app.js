@@ -4,16 +4,26 @@
 // A reload during an answer reattaches to it: at load, the answer kept in sessionStorage
 // (`session.running`, see following.js) is replayed from its events with its resume token and
 // shown finishing. Opening a chat whose last answer is still in progress reattaches with the key.
+// Switching the language draws the page again the same way: the open chat is opened again.
 
-import { ConflictError, KaiwaClient, PermissionDeniedError } from "./vendor/kaiwa-client/index.js";
+import { deleteChat, findAnswer, keepRefusals, takeRefusal } from "./api.js";
 import { ChatList } from "./chats.js";
 import { Composer } from "./composer.js";
-import { h, markLanguage, replace } from "./dom.js";
+import { h, replace } from "./dom.js";
 import { downloadFile } from "./files.js";
 import { Follower } from "./following.js";
 import { showHistory } from "./history.js";
+import { language, localize, onLanguageChange, setLanguage, t } from "./i18n.js";
 import { AnswerView, userMessage } from "./messages.js";
+import { FollowScroll } from "./scroll.js";
 import { session } from "./session.js";
+import { showWelcome } from "./welcome.js";
+import {
+  BadRequestError,
+  ConflictError,
+  KaiwaClient,
+  PermissionDeniedError,
+} from "./vendor/kaiwa-client/index.js";
 
 const CHAT_PAGE = 100;
 const NAME_LENGTH = 40;
@@ -42,9 +52,12 @@ class App {
       },
       upload: (file) => this.client.files.upload(file),
     });
-    this.chats = new ChatList($("chat-list"), $("chat-list-empty"), {
+    this.chats = new ChatList($("sidebar"), {
       onOpen: (chatId) => this.openChat(chatId),
+      onRename: (chatId, name) => this.renameChat(chatId, name),
+      onDelete: (chatId, name) => this.deleteChat(chatId, name),
     });
+    this.scroll = new FollowScroll($("conversation"), $("messages"));
     this.follower = new Follower({
       onRunning: (on) => {
         this.composer.setRunning(on);
@@ -53,8 +66,6 @@ class App {
       onTitle: (chatId, name) => this.chats.rename(chatId, name),
       onEnded: (view, chatId, responseId) => this.#ended(view, chatId, responseId),
       announce: (text) => this.announce(text),
-      nearEnd: () => this.#nearEnd(),
-      scrollToEnd: () => this.#scrollToEnd(),
     });
     this.actions = {
       onFeedback: (view, type) => this.feedback(view, type),
@@ -69,9 +80,13 @@ class App {
     $("change-key").addEventListener("click", () => this.showKeyPanel());
     $("agent").addEventListener("change", (event) => this.selectAgent(event.target.value));
     $("new-chat").addEventListener("click", () => this.newChat());
+    $("language").addEventListener("change", (event) => setLanguage(event.target.value));
+    onLanguageChange(() => this.#redraw());
   }
 
   async boot() {
+    localize(document);
+    $("language").value = language();
     const key = session.apiKey;
     if (key) await this.connect(key);
     else this.showKeyPanel();
@@ -90,16 +105,16 @@ class App {
   }
 
   async connect(key) {
-    const client = new KaiwaClient({ baseUrl: API_ROOT, apiKey: key });
+    const client = new KaiwaClient({ baseUrl: API_ROOT, apiKey: key, fetch: keepRefusals });
     let agents;
     try {
       agents = await client.agents.published();
     } catch (error) {
       if (error instanceof PermissionDeniedError) {
         session.apiKey = null;
-        this.showKeyPanel(`The server refused this key: ${error.message}`);
+        this.showKeyPanel(t("keyRefused", { error: error.message }));
       } else {
-        this.showKeyPanel(`Could not reach the server: ${error.message}`);
+        this.showKeyPanel(t("unreachable", { error: error.message }));
       }
       return;
     }
@@ -115,7 +130,7 @@ class App {
     if (agents.length === 0) {
       this.agent = null;
       this.composer.setEnabled(false);
-      replace($("welcome"), h("p", {}, "This workspace has no published agent yet."));
+      replace($("welcome"), h("p", {}, t("noAgent")));
       return;
     }
     const running = session.running;
@@ -147,13 +162,49 @@ class App {
       const page = await this.client.chats.list({ agentId, limit: CHAT_PAGE });
       if (this.agent?.id === agentId) this.chats.show(page.items);
     } catch (error) {
-      this.announce(`Could not load the chats: ${error.message}`);
+      this.announce(t("loadChatsFailed", { error: error.message }));
     }
+  }
+
+  // A rename or delete that fails says so on the composer's error line (an alert): the sidebar
+  // has no room for one.
+  async renameChat(chatId, name) {
+    try {
+      const chat = await this.client.chats.rename(chatId, { name });
+      this.chats.rename(chatId, chat?.name ?? name);
+    } catch (error) {
+      this.composer.showError(t("renameFailed", { error: error.message }));
+    }
+  }
+
+  async deleteChat(chatId, name) {
+    if (!window.confirm(t("confirmDelete", { name }))) return;
+    try {
+      await deleteChat(this.client.baseUrl, session.apiKey, chatId);
+    } catch (error) {
+      this.composer.showError(t("deleteFailed", { error: error.message }));
+      return;
+    }
+    this.chats.remove(chatId);
+    if (session.running?.chatId === chatId) session.running = null;
+    if (this.chatId === chatId) this.newChat();
+    this.announce(t("chatDeleted"));
+  }
+
+  /** The language changed: every string of the page again, in it. */
+  #redraw() {
+    localize(document);
+    $("language").value = language();
+    this.chats.redraw();
+    if (!this.client || !this.agent) return;
+    if (this.chatId === null) this.#welcome();
+    else this.openChat(this.chatId);
   }
 
   // -- the conversation shown ---------------------------------------------------------------------
 
   #show(chatId) {
+    this.chats.fold(false);
     this.follower.detach();
     this.#epoch += 1;
     this.chatId = chatId;
@@ -171,41 +222,19 @@ class App {
   }
 
   #welcome() {
-    const agent = this.agent;
-    if (!agent) return;
-    const questions = (agent.suggested_questions ?? []).map((question) =>
-      h(
-        "li",
-        {},
-        h(
-          "button",
-          { type: "button", class: "suggestion", onclick: () => this.composer.prefill(question) },
-          question,
-        ),
-      ),
-    );
-    replace(
-      $("welcome"),
-      h("h2", {}, agent.name),
-      agent.description ? h("p", { class: "muted" }, agent.description) : null,
-      questions.length
-        ? h("ul", { class: "suggestions", "aria-label": "Suggested questions" }, questions)
-        : null,
-    );
-    markLanguage($("welcome"), `${agent.name}${agent.description ?? ""}`);
-    $("welcome").hidden = false;
+    if (this.agent) showWelcome($("welcome"), this.agent, (q) => this.composer.prefill(q));
   }
 
   async openChat(chatId) {
     const epoch = this.#show(chatId);
     $("welcome").hidden = true;
-    replace($("messages"), h("p", { class: "muted" }, "Loading…"));
+    replace($("messages"), h("p", { class: "muted" }, t("loading")));
     const rows = [];
     try {
       for await (const message of this.client.messages.iterAll(chatId)) rows.push(message);
     } catch (error) {
       if (epoch !== this.#epoch) return;
-      const message = `Could not load this chat: ${error.message}`;
+      const message = t("loadChatFailed", { error: error.message });
       replace($("messages"), h("p", { class: "error", role: "alert" }, message));
       session.chatId = null;
       session.running = null;
@@ -218,7 +247,7 @@ class App {
       newAnswer: (agentName) => this.#newAnswer(agentName),
       fileActions: this.#fileActions(),
     });
-    this.#scrollToEnd();
+    this.scroll.toEnd();
     this.refreshActions();
     const running = session.running;
     if (live) {
@@ -261,7 +290,7 @@ class App {
       } catch (error) {
         this.composer.setRunning(false);
         restore();
-        this.composer.showError(`Could not start a chat: ${error.message}`);
+        this.composer.showError(t("startChatFailed", { error: error.message }));
         return;
       }
       this.composer.setRunning(false);
@@ -275,7 +304,7 @@ class App {
     const user = userMessage(text, files, this.#fileActions());
     $("messages").append(user);
     const answer = this.#newAnswer();
-    this.#scrollToEnd();
+    this.scroll.toEnd();
     const attachedFileUuids = files.length ? files.map((file) => file.uuid) : undefined;
     const stream = this.client.messages.stream(chatId, {
       message: text,
@@ -316,23 +345,29 @@ class App {
 
   async submitForm(view, form, values) {
     if (this.follower.running || this.chatId === null) {
-      form.showError("Wait until the current answer has ended.");
+      form.showError(t("waitForAnswer"));
       return;
     }
     const chatId = this.chatId;
     form.clearErrors();
     form.busy(true);
     const agentId = this.agent.id;
-    const stream = this.client.forms.stream(chatId, form.formRequestId, values, { agentId });
+    const formId = form.formRequestId;
+    const stream = this.client.forms.stream(chatId, formId, values, { agentId });
     let opened;
     try {
       opened = await this.#open(stream);
     } catch (error) {
       form.busy(false);
       if (error instanceof ConflictError) {
-        view.lockForm(null, { note: error.message, expired: /expired/i.test(error.message) });
+        const expired = /expired/i.test(error.message);
+        const note = expired ? t("formExpired") : t("formAlreadySubmitted");
+        view.lockForm(null, { note, expired });
+      } else if (error instanceof BadRequestError) {
+        const path = `/chats/${chatId}/form-requests/${encodeURIComponent(formId)}/submit`;
+        form.showRefusal(error.message, takeRefusal(this.client.baseUrl + path));
       } else {
-        form.showError(error.message); // a 400 names its field: it is shown there
+        form.showError(error.message);
       }
       return;
     }
@@ -358,7 +393,7 @@ class App {
   }
 
   async #follow(stream, view, chatId) {
-    this.#scrollToEnd();
+    this.scroll.toEnd();
     await this.follower.follow(stream, view, { chatId, agentId: this.agent.id });
   }
 
@@ -371,21 +406,13 @@ class App {
     await this.#findMessageId(view, chatId, responseId);
   }
 
-  /** The stored answer's id (for feedback): the events do not carry it. */
+  /** The stored answer's id (for feedback) and time: the events carry neither. */
   async #findMessageId(view, chatId, responseId) {
     if (!responseId) return;
-    try {
-      const head = await this.client.messages.list(chatId, { limit: 1 });
-      const total = head.pagination?.total_records ?? 0;
-      const offset = Math.max(0, total - 20);
-      const tail = await this.client.messages.list(chatId, { limit: 20, offset });
-      const row = tail.items.find(
-        (m) => m.role === "assistant" && m.meta?.response_id === responseId,
-      );
-      if (row) view.setMessageId(row.id);
-    } catch {
-      // feedback stays unavailable for this answer
-    }
+    const row = await findAnswer(this.client, chatId, responseId).catch(() => null);
+    if (!row) return; // feedback stays unavailable for this answer
+    view.setMessageId(row.id);
+    view.setTime(row.created_at);
   }
 
   async feedback(view, type) {
@@ -393,9 +420,9 @@ class App {
     try {
       await this.client.feedback.create(this.chatId, view.messageId, { type });
       view.setFeedback(type);
-      this.announce("Thank you for the feedback.");
+      this.announce(t("feedbackThanks"));
     } catch (error) {
-      this.announce(`Could not send the feedback: ${error.message}`);
+      this.announce(t("feedbackFailed", { error: error.message }));
     }
   }
 
@@ -414,7 +441,7 @@ class App {
     try {
       await downloadFile(this.client.baseUrl, session.apiKey, file);
     } catch (error) {
-      this.announce(`Could not download the file: ${error.message}`);
+      this.announce(t("downloadFailed", { error: error.message }));
     }
   }
 
@@ -422,15 +449,6 @@ class App {
     $("announcer").textContent = text;
   }
 
-  #nearEnd() {
-    const box = $("conversation");
-    return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
-  }
-
-  #scrollToEnd() {
-    const box = $("conversation");
-    box.scrollTop = box.scrollHeight;
-  }
 }
 
 function chatName(text) {

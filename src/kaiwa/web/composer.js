@@ -5,11 +5,12 @@
 //     const composer = new Composer(formElement, { onSend, onStop, upload });
 //     composer.setRunning(true);   // Stop instead of Send
 //
-// Deliberate oddity: a composition is detected three ways — `isComposing`, keyCode 229 (Safari
-// sends the confirming Enter after `compositionend`, with isComposing false but keyCode 229), and
-// our own compositionstart/end flag — because browsers disagree on which they set.
+// Deliberate oddity: a composition is detected three ways — `isComposing`, keyCode 229 (see
+// `isComposing` in dom.js), and our own compositionstart/end flag — because browsers disagree on
+// which they set.
 
-import { formatBytes, h, replace } from "./dom.js";
+import { formatBytes, h, isComposing, replace } from "./dom.js";
+import { t } from "./i18n.js";
 
 export class Composer {
   #form;
@@ -103,7 +104,7 @@ export class Composer {
 
   #onKey(event) {
     if (event.key !== "Enter" || event.shiftKey) return;
-    if (event.isComposing || event.keyCode === 229 || this.#composing) return;
+    if (isComposing(event) || this.#composing) return;
     event.preventDefault();
     this.#submit();
   }
@@ -154,7 +155,7 @@ export class Composer {
           {
             type: "button",
             class: "remove",
-            "aria-label": `Remove ${attachment.file.name}`,
+            "aria-label": t("removeFile", { name: attachment.file.name }),
             onclick: () => {
               this.#attachments = this.#attachments.filter((a) => a !== attachment);
               this.#renderFiles();
@@ -170,7 +171,7 @@ export class Composer {
             "span",
             { class: "file-size" },
             state === "uploading"
-              ? "uploading…"
+              ? t("uploading")
               : state === "failed"
                 ? attachment.error
                 : formatBytes(attachment.file.size),

@@ -70,6 +70,15 @@ export function markLanguage(element, text) {
   else element.removeAttribute("lang");
 }
 
+/**
+ * An Enter (or other key) that confirms an IME conversion — Japanese input — rather than acting:
+ * Chromium and Firefox set `isComposing`; Safari sends the confirming Enter after
+ * `compositionend`, with isComposing false but keyCode 229.
+ */
+export function isComposing(event) {
+  return event.isComposing || event.keyCode === 229;
+}
+
 export function formatBytes(size) {
   if (typeof size !== "number") return "";
   if (size < 1024) return `${size} B`;

@@ -3,15 +3,15 @@
 //
 //     await downloadFile(client.baseUrl, apiKey, { uuid, original_name });
 
+import { authorizedFetch } from "./api.js";
 import { h } from "./dom.js";
 
 const REVOKE_AFTER_MS = 10_000;
 
 export async function downloadFile(apiRoot, apiKey, file) {
   const uuid = file.uuid ?? file.id;
-  const response = await fetch(`${apiRoot}/chats/files/${encodeURIComponent(uuid)}`, {
-    headers: { "x-api-key": apiKey ?? "" },
-  });
+  const path = `/chats/files/${encodeURIComponent(uuid)}`;
+  const response = await authorizedFetch(apiRoot, apiKey, path);
   if (!response.ok) throw new Error(`HTTP ${response.status}`);
   const url = URL.createObjectURL(await response.blob());
   const anchor = h("a", { href: url, download: file.original_name ?? file.name ?? "file" });

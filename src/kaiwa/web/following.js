@@ -9,14 +9,16 @@
 // sessionStorage (`session.running`), so that a reload can reattach to it (`attach`). A reload
 // drops the connection, not the answer: nothing is forgotten once the page is being unloaded.
 
-import { PermissionDeniedError, StreamError } from "./vendor/kaiwa-client/index.js";
+import { t } from "./i18n.js";
 import { session } from "./session.js";
+import { PermissionDeniedError, StreamError } from "./vendor/kaiwa-client/index.js";
 
+// What a screen reader hears when an answer ends, by its status.
 const ANNOUNCEMENTS = {
-  completed: "The answer is complete.",
-  cancelled: "The answer was stopped.",
-  awaiting_form: "The agent asks you to fill in a form.",
-  failed: "The answer failed.",
+  completed: "answerComplete",
+  cancelled: "answerStopped",
+  awaiting_form: "answerAsksForm",
+  failed: "answerFailed",
 };
 
 export class Follower {
@@ -26,8 +28,8 @@ export class Follower {
   #unloading = false;
 
   /**
-   * `hooks`: `onRunning(on)`, `onTitle(chatId, name)`, `onEnded(view, chatId, responseId)`,
-   * `announce(text)`, `nearEnd()` and `scrollToEnd()` (to keep a reader at the end as text comes).
+   * `hooks`: `onRunning(on)`, `onTitle(chatId, name)`, `onEnded(view, chatId, responseId)` and
+   * `announce(text)`.
    */
   constructor(hooks) {
     this.#hooks = hooks;
@@ -69,10 +71,10 @@ export class Follower {
   stop() {
     const stream = this.stream;
     if (!stream) return;
-    this.#hooks.announce("Stopping…");
+    this.#hooks.announce(t("stopping"));
     stream
       .cancel()
-      .catch((error) => this.#hooks.announce(`Could not stop the answer: ${error.message}`));
+      .catch((error) => this.#hooks.announce(t("stopFailed", { error: error.message })));
   }
 
   /**
@@ -101,10 +103,9 @@ export class Follower {
   async follow(stream, view, { chatId, agentId }) {
     this.claim(stream);
     view.start();
-    this.#hooks.announce("Answering…");
+    this.#hooks.announce(t("answering"));
     try {
       for await (const event of stream) {
-        const stick = this.#hooks.nearEnd();
         if (event.type === "response.created") {
           session.running = {
             chatId,
@@ -116,7 +117,6 @@ export class Follower {
           this.#hooks.onTitle(event.chat_id, event.name);
         }
         view.apply(stream.state, event);
-        if (stick) this.#hooks.scrollToEnd();
       }
       if (stream.done) view.finish(stream.state);
     } catch (error) {
@@ -131,7 +131,8 @@ export class Follower {
     if (session.running?.responseId === stream.responseId) session.running = null;
     if (!this.owns(stream)) return; // detached: another chat is shown
     this.release(stream);
-    this.#hooks.announce(ANNOUNCEMENTS[view.status] ?? "");
+    const announcement = ANNOUNCEMENTS[view.status];
+    this.#hooks.announce(announcement ? t(announcement) : "");
     await this.#hooks.onEnded(view, chatId, stream.responseId);
   }
 }

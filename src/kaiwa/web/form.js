@@ -1,20 +1,25 @@
-// A form an agent asked for (`request_form`), built from its schema, and its submission.
+// A form an agent asked for (`request_form`), built from its schema, checked, and submitted.
 //
 //     const form = new FormView(step.args, { onSubmit: async (values) => … });
 //     answer.append(form.element);
-//     form.showError("values.name: required");   // the server's 400, shown on its field
-//     form.lock(values);                          // submitted: read-only, showing the values
+//     form.showRefusal(error.message, errorsList);   // the server's 400, on the fields it names
+//     form.lock(values);                             // submitted: read-only, showing the values
 //
-// The server checks the values (one source of truth for the rules): the form only converts them
-// to their types — numbers as numbers, checkboxes as a list, empty fields left out.
+// The values are checked in the browser by the server's rules (validate.js) and every problem is
+// shown at once, under its field, before anything is sent; the server checks them again, and
+// its refusal is shown the same way. A date is typed as YYYY-MM-DD in a text box: a date picker
+// shows dates in the browser's own format (2026/11/30), and this way what is typed is what is
+// sent and checked.
 
 import { h, markLanguage, uid } from "./dom.js";
+import { t } from "./i18n.js";
+import { MAX_TEXT, checkValues, refusedFields } from "./validate.js";
 
-const FIELD_ERROR = /^values\.([^:]+):\s*(.*)$/s;
+const CHOICES = new Set(["dropdown", "radio", "checkbox"]);
 
 export class FormView {
   #fields;
-  #controls = new Map(); // field name -> {wrap, inputs, error}
+  #controls = new Map(); // field name -> {inputs, error}
   #fieldset;
   #error;
   #submit;
@@ -23,8 +28,8 @@ export class FormView {
     this.formRequestId = args.form_request_id;
     this.#fields = Array.isArray(args.fields) ? args.fields : [];
     const titleId = uid("form-title");
-    const title = args.title || "Form";
-    this.#submit = h("button", { type: "submit", class: "primary" }, "Submit");
+    const title = args.title || t("form");
+    this.#submit = h("button", { type: "submit", class: "primary" }, t("submit"));
     this.#error = h("p", { class: "form-error", role: "alert", hidden: true });
     this.#fieldset = h("fieldset", { class: "form-fields" });
     for (const field of this.#fields) this.#fieldset.append(this.#field(field));
@@ -38,7 +43,11 @@ export class FormView {
         "data-form-request-id": this.formRequestId,
         onsubmit: (event) => {
           event.preventDefault();
-          onSubmit(this.values());
+          const values = this.values();
+          const problems = checkValues(this.#fields, values);
+          this.clearErrors();
+          if (problems.length) this.#showProblems(problems);
+          else onSubmit(values);
         },
       },
       h("h3", { id: titleId, class: "form-title" }, title),
@@ -47,7 +56,7 @@ export class FormView {
     markLanguage(this.element, title + this.#fields.map((f) => f.label).join(""));
   }
 
-  /** The values to submit, by field name. */
+  /** The values to submit, by field name (empty fields left out). */
   values() {
     const values = {};
     for (const field of this.#fields) {
@@ -60,41 +69,66 @@ export class FormView {
   /** Disable while a submission is on its way. */
   busy(on) {
     this.#fieldset.disabled = on;
-    this.#submit.textContent = on ? "Submitting…" : "Submit";
+    this.#submit.textContent = on ? t("submitting") : t("submit");
   }
 
   clearErrors() {
-    this.#error.hidden = true;
-    this.#error.textContent = "";
-    for (const { inputs, error } of this.#controls.values()) {
-      error.hidden = true;
-      error.textContent = "";
-      for (const input of inputs) input.removeAttribute("aria-invalid");
-    }
+    this.#showError(null);
+    for (const name of this.#controls.keys()) this.#flag(name, null);
   }
 
-  /** Show a refusal: on its field when the message names one (`values.<name>: …`), else above. */
+  /** A refusal the form cannot place on a field (busy, conflict…), above the button. */
   showError(message) {
-    const match = FIELD_ERROR.exec(message ?? "");
-    const control = match ? this.#controls.get(match[1]) : undefined;
-    if (control) {
-      control.error.textContent = match[2] || message;
-      control.error.hidden = false;
-      for (const input of control.inputs) input.setAttribute("aria-invalid", "true");
-      control.inputs[0]?.focus();
-      return;
-    }
-    this.#error.textContent = message;
-    this.#error.hidden = false;
+    this.#showError(message);
+  }
+
+  /** The server refused the values: on the fields it names (its `errors` list, else message). */
+  showRefusal(message, errors = null) {
+    const problems = refusedFields(errors, message);
+    if (problems.length) this.#showProblems(problems);
+    else this.#showError(message);
   }
 
   /** Submitted (by this page or before): read-only, with the values when known. */
-  lock(values = null, note = "Submitted") {
+  lock(values = null, note = t("submitted")) {
     if (values) this.#fill(values);
     this.#fieldset.disabled = true;
     this.#submit.hidden = true;
     this.element.dataset.state = "submitted";
     this.element.append(h("p", { class: "form-note" }, note));
+  }
+
+  /** Each problem under its field (unknown fields above the button); the first gets the focus. */
+  #showProblems(problems) {
+    const elsewhere = [];
+    let first = null;
+    for (const problem of problems) {
+      const field = this.#fields.find((f) => f.name === problem.field);
+      const message = problemMessage(field, problem);
+      if (field && this.#flag(field.name, message)) first ??= field.name;
+      else elsewhere.push(message);
+    }
+    const summary = t("formProblems", { count: problems.length });
+    this.#showError([summary, ...elsewhere].join(" "));
+    if (first !== null) this.#controls.get(first).inputs[0]?.focus();
+  }
+
+  /** Show `message` under the field (null clears it); false when there is no such field. */
+  #flag(name, message) {
+    const control = this.#controls.get(name);
+    if (!control) return false;
+    control.error.textContent = message ?? "";
+    control.error.hidden = !message;
+    for (const input of control.inputs) {
+      if (message) input.setAttribute("aria-invalid", "true");
+      else input.removeAttribute("aria-invalid");
+    }
+    return true;
+  }
+
+  #showError(message) {
+    this.#error.textContent = message ?? "";
+    this.#error.hidden = !message;
   }
 
   #fill(values) {
@@ -120,6 +154,8 @@ export class FormView {
       : null;
     const describedBy = [hint ? `${id}-hint` : null, errorId].filter(Boolean).join(" ");
     const label = [field.label || field.name, field.required ? requiredMark() : null];
+    // A field the user changes is no longer flagged: the next submit checks it again.
+    const unflag = () => this.#flag(field.name, null);
     let wrap;
     let inputs;
     if (field.type === "radio" || field.type === "checkbox") {
@@ -129,6 +165,7 @@ export class FormView {
           name: `${id}-${field.name}`,
           value: option.value,
           "aria-describedby": describedBy,
+          onchange: unflag,
         }),
       );
       wrap = h(
@@ -151,6 +188,7 @@ export class FormView {
       );
     } else {
       const input = control(field, id, describedBy);
+      input.addEventListener("input", unflag);
       inputs = [input];
       wrap = h(
         "div",
@@ -161,8 +199,28 @@ export class FormView {
         error,
       );
     }
-    this.#controls.set(field.name, { wrap, inputs, error });
+    this.#controls.set(field.name, { inputs, error });
     return wrap;
+  }
+}
+
+/** A problem in words: the page's own for the reasons it knows, else the server's. */
+function problemMessage(field, { field: name, reason, detail }) {
+  switch (reason) {
+    case "required":
+      return CHOICES.has(field?.type) ? t("errorRequiredChoice") : t("errorRequired");
+    case "type":
+      return field?.type === "number" ? t("errorNumber") : t("errorType");
+    case "date":
+      return t("errorDate");
+    case "option":
+      return t("errorOption");
+    case "too_long":
+      return t("errorTooLong", { max: MAX_TEXT[field?.type] ?? MAX_TEXT.shortText });
+    case "unknown":
+      return t("errorUnknown", { field: name });
+    default:
+      return detail || t("errorType");
   }
 }
 
@@ -171,7 +229,7 @@ function requiredMark() {
     "span",
     { class: "required" },
     h("span", { "aria-hidden": "true" }, " *"),
-    h("span", { class: "visually-hidden" }, " (required)"),
+    h("span", { class: "visually-hidden" }, ` (${t("required")})`),
   );
 }
 
@@ -188,12 +246,19 @@ function control(field, id, describedBy) {
     case "number":
       return h("input", { ...common, type: "number", step: "any", inputMode: "decimal" });
     case "date":
-      return h("input", { ...common, type: "date" });
+      return h("input", {
+        ...common,
+        type: "text",
+        placeholder: "YYYY-MM-DD",
+        autocomplete: "off",
+        spellcheck: false,
+        "data-type": "date",
+      });
     case "dropdown":
       return h(
         "select",
         common,
-        h("option", { value: "" }, "Choose…"),
+        h("option", { value: "" }, t("choose")),
         (field.options ?? []).map((option) => h("option", { value: option.value }, option.label)),
       );
     default:
@@ -210,10 +275,14 @@ function readValue(field, inputs) {
     case "radio":
       return inputs.find((input) => input.checked)?.value;
     case "number": {
+      // What the browser could not read as a number is left empty, and flagged as `badInput`.
+      if (inputs[0].validity.badInput) return Number.NaN;
       const raw = inputs[0].value.trim();
-      if (raw === "") return undefined;
-      const number = Number(raw);
-      return Number.isFinite(number) ? number : raw; // the server names a non-number
+      return raw === "" ? undefined : Number(raw);
+    }
+    case "date": {
+      const value = inputs[0].value.trim();
+      return value === "" ? undefined : value;
     }
     default: {
       const value = inputs[0].value;

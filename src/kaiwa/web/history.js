@@ -5,6 +5,7 @@
 //     const live = showHistory(rows, { container, newAnswer, fileActions });
 //     if (live) …  // the answer still in progress: reattach to its events
 
+import { t } from "./i18n.js";
 import { userMessage } from "./messages.js";
 
 const FORM_STEP = "consultant_request_form";
@@ -15,13 +16,14 @@ export function showHistory(rows, { container, newAnswer, fileActions }) {
   let live = null;
   for (const row of rows) {
     if (row.role === "user") {
-      container.append(userMessage(row.content, row.attached_files, fileActions));
+      container.append(userMessage(row.content, row.attached_files, fileActions, row.created_at));
       continue;
     }
     if (row.role !== "assistant") continue;
     const meta = row.meta ?? {};
     const view = newAnswer(meta.agent_profile?.name);
     view.responseId = meta.response_id ?? null;
+    view.setTime(row.created_at);
     if (meta.status === "in_progress") {
       view.setText(row.content);
       live = view;
@@ -39,7 +41,7 @@ export function showHistory(rows, { container, newAnswer, fileActions }) {
     if (view.form && form && form.status !== "pending") {
       const step = (meta.reasoning_steps ?? []).find((s) => s.args?.form_request_id === form.id);
       if (form.status === "submitted") view.lockForm(submitted.get(step?.id) ?? null);
-      else view.lockForm(null, { note: "This form has expired", expired: true });
+      else view.lockForm(null, { note: t("formExpired"), expired: true });
     }
     if (meta.superseded) view.supersede();
   }

@@ -35,6 +35,22 @@ export function renderMarkdown(source) {
   return fragment;
 }
 
+const BLOCK_ENDS = "p, li, h3, h4, h5, h6, pre, blockquote, tr, th, td, br, hr";
+// A snippet is cut out of a longer text: the markers of a pair it cut through are left alone.
+const UNPAIRED_MARKERS = /\*\*+|__+|`+/g;
+
+/**
+ * The text of `source` without its markdown syntax — headings' `#`, backticks, emphasis, list
+ * markers, link targets — on one line: a search snippet shown as plain text.
+ *
+ *     plainText("## 営業時間\n- **平日** 9時から")   // "営業時間 平日 9時から"
+ */
+export function plainText(source) {
+  const box = h("div", {}, renderMarkdown(source));
+  for (const element of box.querySelectorAll(BLOCK_ENDS)) element.after(" ");
+  return box.textContent.replace(UNPAIRED_MARKERS, "").replace(/\s+/g, " ").trim();
+}
+
 /** Block-level nodes of `lines`. */
 function blocks(lines) {
   const out = [];

@@ -6,30 +6,46 @@
 //     answer.finish(stream.state);            // completed | cancelled | awaiting_form | failed
 //
 // An answer's `data-status` attribute says where it is (`streaming`, `completed`, `cancelled`,
-// `awaiting_form`, `failed`, `superseded`): the page's styles and its tests both read it.
+// `awaiting_form`, `failed`, `superseded`): the page's styles and its tests both read it. Its
+// buttons (copy, feedback) come once it has ended: a verdict on half an answer means nothing.
 
+import { copyText } from "./clipboard.js";
 import { formatBytes, h, markLanguage, replace } from "./dom.js";
 import { FormView } from "./form.js";
+import { formatDateTime, formatNumber, formatTime, t } from "./i18n.js";
 import { renderMarkdown } from "./markdown.js";
 import { StepList } from "./steps.js";
 
 const FORM_STEP = "consultant_request_form";
+const ENDED = new Set(["completed", "cancelled", "failed"]);
+const COPIED_FOR_MS = 2_000;
 
-export function userMessage(text, files, { onOpenFile }) {
+export function userMessage(text, files, { onOpenFile }, createdAt = new Date()) {
   const body = h("div", { class: "body plain" }, text);
   markLanguage(body, text);
   return h(
     "article",
-    { class: "message user", "aria-label": "You" },
+    { class: "message user", "aria-label": t("you") },
     body,
     files?.length ? fileList(files, onOpenFile) : null,
+    h("footer", { class: "message-meta" }, timestamp(createdAt)),
+  );
+}
+
+/** A `<time>`: short, with the full date and time as its tooltip. */
+function timestamp(value) {
+  const date = new Date(value ?? Date.now());
+  return h(
+    "time",
+    { class: "timestamp", dateTime: date.toISOString(), title: formatDateTime(date) },
+    formatTime(date),
   );
 }
 
 function fileList(files, onOpenFile) {
   return h(
     "ul",
-    { class: "files", "aria-label": "Attached files" },
+    { class: "files", "aria-label": t("attachedFiles") },
     files.map((file) =>
       h(
         "li",
@@ -51,7 +67,9 @@ export class AnswerView {
   #body = h("div", { class: "body markdown", "aria-live": "polite", "aria-busy": "false" });
   #formSlot = h("div", { class: "form-slot" });
   #notice = h("div", { class: "notice" });
+  #time = h("span");
   #usage = h("p", { class: "usage" });
+  #copy;
   #feedback = [];
   #regenerate;
   #text = "";
@@ -61,12 +79,19 @@ export class AnswerView {
   messageId = null;
   responseId = null;
 
-  /** `actions`: `{onFeedback(view, type), onRegenerate(view), onSubmitForm(view, form, values)}`. */
+  /**
+   * `actions`: `{onFeedback(view, type), onRegenerate(view), onSubmitForm(view, form, values)}`.
+   */
   constructor(actions, { agentName = null } = {}) {
     this.#actions = actions;
+    this.#copy = h(
+      "button",
+      { type: "button", class: "copy", hidden: true, onclick: () => this.#copyText() },
+      t("copy"),
+    );
     this.#feedback = [
-      this.#feedbackButton("sys_helpful", "👍", "Helpful"),
-      this.#feedbackButton("sys_improve", "👎", "Needs improvement"),
+      this.#feedbackButton("sys_helpful", "👍", t("helpful")),
+      this.#feedbackButton("sys_improve", "👎", t("needsImprovement")),
     ];
     this.#regenerate = h(
       "button",
@@ -76,11 +101,12 @@ export class AnswerView {
         hidden: true,
         onclick: () => actions.onRegenerate(this),
       },
-      "↻ Regenerate",
+      `↻ ${t("regenerate")}`,
     );
+    const label = agentName ? t("answerFrom", { name: agentName }) : t("answer");
     this.element = h(
       "article",
-      { class: "message answer", "aria-label": agentName ? `Answer from ${agentName}` : "Answer" },
+      { class: "message answer", "aria-label": label },
       this.#steps.element,
       this.#body,
       this.#formSlot,
@@ -88,15 +114,23 @@ export class AnswerView {
       h(
         "footer",
         { class: "answer-footer" },
-        this.#usage,
-        h("div", { class: "actions" }, ...this.#feedback, this.#regenerate),
+        h("div", { class: "message-meta" }, this.#time, this.#usage),
+        h("div", { class: "actions" }, this.#copy, ...this.#feedback, this.#regenerate),
       ),
     );
     this.element.dataset.status = "streaming";
+    this.setTime(new Date());
   }
 
   get status() {
     return this.element.dataset.status;
+  }
+
+  /** When the answer was written: now for a live one, `created_at` for a stored one. */
+  setTime(value) {
+    const time = timestamp(value);
+    this.#time.replaceWith(time);
+    this.#time = time;
   }
 
   /** An answer being streamed (or streamed again from its start after a reload). */
@@ -105,7 +139,7 @@ export class AnswerView {
     this.#body.setAttribute("aria-busy", "true");
     replace(this.#notice);
     this.#usage.textContent = "";
-    this.#setFeedbackEnabled(false);
+    this.#syncButtons();
   }
 
   /** Back to empty, to replay a response's events from the first. */
@@ -153,23 +187,24 @@ export class AnswerView {
     this.#body.setAttribute("aria-busy", "false");
     if (status !== "completed" && status !== "awaiting_form") this.#steps.interrupt();
     if (status === "cancelled") {
-      replace(this.#notice, h("p", { class: "badge stopped" }, "Stopped"));
+      replace(this.#notice, h("p", { class: "badge stopped" }, t("stopped")));
     } else if (status === "failed") {
-      const detail = error?.message ? `: ${error.message}` : "";
-      const code = error?.code ? ` (${error.code})` : "";
-      replace(
-        this.#notice,
-        h("p", { class: "badge failed", role: "alert" }, `The answer failed${detail}${code}`),
-      );
+      const detail = [error?.message, error?.code ? `(${error.code})` : null];
+      const reason = detail.filter(Boolean).join(" ");
+      const message = reason ? t("answerFailedBecause", { error: reason }) : t("answerFailed");
+      replace(this.#notice, h("p", { class: "badge failed", role: "alert" }, message));
     } else if (status === "awaiting_form") {
       const pending = [...(steps ?? [])].reverse().find((s) => s.type === FORM_STEP && !s.result);
       if (pending?.args?.form_request_id) {
         this.#formStep = pending.id;
-        this.#steps.mark(pending.id, "waiting", "waiting for the form");
+        this.#steps.mark(pending.id, "waiting");
         this.showForm(pending.args);
       }
     }
-    this.#usage.textContent = describeUsage(usage, responseTimeMs);
+    const described = describeUsage(usage, responseTimeMs);
+    this.#usage.textContent = described.text;
+    this.#usage.title = described.estimated ? t("estimated") : "";
+    this.#syncButtons();
   }
 
   /** The stream broke off without an end the server sent (e.g. the network is gone). */
@@ -189,17 +224,16 @@ export class AnswerView {
   }
 
   /** The form was submitted (here or before a reload), or can no longer be: read-only. */
-  lockForm(values, { note = "Submitted", expired = false } = {}) {
+  lockForm(values, { note = t("submitted"), expired = false } = {}) {
     this.form?.lock(values, note);
-    if (expired) this.#steps.mark(this.#formStep, "interrupted", "expired");
-    else this.#steps.mark(this.#formStep, "done", "submitted");
+    this.#steps.mark(this.#formStep, expired ? "expired" : "submitted");
   }
 
   /** The stored message's id: feedback can be given from now on. */
   setMessageId(id) {
     this.messageId = id;
     this.element.dataset.messageId = String(id);
-    this.#setFeedbackEnabled(true);
+    this.#syncButtons();
   }
 
   setFeedback(type) {
@@ -216,8 +250,29 @@ export class AnswerView {
   /** Replaced by a regenerated answer: kept, folded away. */
   supersede() {
     this.element.dataset.status = "superseded";
+    if (!this.element.querySelector(".superseded-note")) {
+      this.element.prepend(h("p", { class: "superseded-note" }, t("superseded")));
+    }
     this.offerRegenerate(false);
-    this.#setFeedbackEnabled(false);
+    this.#syncButtons();
+  }
+
+  #syncButtons() {
+    const ended = ENDED.has(this.status);
+    this.#copy.hidden = !ended || this.#text === "";
+    for (const button of this.#feedback) button.hidden = !ended || this.messageId === null;
+  }
+
+  async #copyText() {
+    try {
+      await copyText(this.#text);
+      this.#copy.textContent = t("copied");
+    } catch {
+      this.#copy.textContent = t("copyFailed");
+    }
+    setTimeout(() => {
+      this.#copy.textContent = t("copy");
+    }, COPIED_FOR_MS);
   }
 
   #feedbackButton(type, symbol, label) {
@@ -230,25 +285,37 @@ export class AnswerView {
         "aria-label": label,
         title: label,
         "aria-pressed": "false",
-        disabled: true,
+        hidden: true,
         onclick: () => this.#actions.onFeedback(this, type),
       },
       symbol,
     );
   }
-
-  #setFeedbackEnabled(on) {
-    for (const button of this.#feedback) button.disabled = !on;
-  }
 }
 
+/**
+ * The usage line — "1,234 tokens (1,000 in · 234 out) · 2 model calls · 1.2 s" — with "≈" before
+ * the counts the server estimated (`usage.estimated`: the provider reported none, e.g. for an
+ * answer stopped midway). `{text, estimated}`.
+ */
 export function describeUsage(usage, responseTimeMs = null) {
-  if (!usage || !usage.total_tokens) return "";
+  if (!usage || !usage.total_tokens) return { text: "", estimated: false };
+  const estimated = usage.estimated === true;
+  const approx = (count) => `${estimated ? "≈" : ""}${formatNumber(count)}`;
   const parts = [
-    `${usage.total_tokens} tokens (${usage.total_prompt_tokens} in · ${usage.total_completion_tokens} out)`,
+    t("tokens", {
+      total: approx(usage.total_tokens),
+      prompt: formatNumber(usage.total_prompt_tokens ?? 0),
+      completion: approx(usage.total_completion_tokens ?? 0),
+    }),
   ];
-  if (usage.total_calls)
-    parts.push(`${usage.total_calls} model ${usage.total_calls === 1 ? "call" : "calls"}`);
-  if (typeof responseTimeMs === "number") parts.push(`${(responseTimeMs / 1000).toFixed(1)} s`);
-  return parts.join(" · ");
+  if (usage.total_calls) parts.push(t("modelCalls", { count: usage.total_calls }));
+  if (typeof responseTimeMs === "number") {
+    const seconds = formatNumber(responseTimeMs / 1000, {
+      minimumFractionDigits: 1,
+      maximumFractionDigits: 1,
+    });
+    parts.push(t("seconds", { value: seconds }));
+  }
+  return { text: parts.join(" · "), estimated };
 }

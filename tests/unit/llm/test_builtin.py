@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kaiwa.llm.base import (
@@ -251,3 +252,104 @@ async def test_the_answer_cites_web_pages_as_links() -> None:
     ]
     text = text_of(await run(ModelRequest(messages=messages, tools=[tool("fetch_web_content")])))
     assert text.endswith("Sources: [Pricing](https://example.com/p)")
+
+
+# -- quoted markdown stays text --------------------------------------------------------------------
+
+
+async def answer_from(question: str, *passages: Passage) -> str:
+    """The answer to `question` from a knowledge-base search that found `passages`."""
+    call = ToolCall(id="c1", name="retrieve_context_objs", arguments={})
+    messages = [
+        ChatMessage("user", question),
+        ChatMessage("assistant", "", tool_calls=(call,)),
+        ChatMessage("tool", render_passages(passages), tool_call_id="c1"),
+    ]
+    return text_of(await run(ModelRequest(messages=messages)))
+
+
+def block_starts(text: str) -> list[str]:
+    """Every line of `text` that a markdown renderer would start a block with (none wanted)."""
+    block = re.compile(r"^\s*(#{1,6}(\s|$)|>|[-*+](\s|$)|\d{1,9}[.)](\s|$)|`{3}|~{3}|[-=]+\s*$)")
+    return [line for line in text.splitlines() if block.match(line)]
+
+
+async def test_a_passage_starting_with_a_heading_is_not_a_heading_of_the_answer() -> None:
+    page = Passage("営業時間", "# 営業時間\n\n当店の営業時間は10時から18時です。", "kb:1#1")
+    text = await answer_from("営業時間を教えてください", page)
+    quoted = "営業時間\n当店の営業時間は10時から18時です。"
+    assert text == f"見つかった情報です。\n\n{quoted}\n\n出典: 営業時間"
+    assert block_starts(text) == []
+
+
+async def test_a_setext_heading_and_a_rule_are_dropped() -> None:
+    page = Passage("Hours", "Opening hours\n=============\n\n10 to 18.\n\n---\n", "kb:1#1")
+    text = await answer_from(EN_QUESTION, page)
+    assert text.startswith("Here is what I found:\n\nOpening hours\n10 to 18.")
+    assert block_starts(text) == []
+
+
+async def test_list_markers_are_shown_as_text() -> None:
+    page = Passage(
+        "Tools",
+        "- `lookup`: the tools search the chat\n1. Open the tools settings.\n2) Save the tools.",
+        "kb:2#1",
+    )
+    text = await answer_from("Which tools can an agent use?", page)
+    quoted = (
+        "• `lookup`: the tools search the chat\n(1) Open the tools settings.\n(2) Save the tools."
+    )
+    assert f"\n\n{quoted}\n\n" in text
+    assert block_starts(text) == []
+
+
+async def test_quote_and_bullet_markers_nest_and_are_peeled() -> None:
+    page = Passage("Tips", "> - ## Tools tip\n+ + tools\n> > tools quoted twice", "kb:2#2")
+    text = await answer_from("Which tools can an agent use?", page)
+    assert "• ## Tools tip\n• + tools\ntools quoted twice" in text
+    assert block_starts(text) == []
+
+
+async def test_code_fences_are_dropped_and_their_lines_kept_as_text() -> None:
+    page = Passage(
+        "起動",
+        "```sh\n# サーバーを起動する\nkaiwa serve --port 8000\n```\n起動すると画面が開けます。",
+        "kb:3#1",
+    )
+    text = await answer_from("サーバーの起動方法は?", page)
+    assert "```" not in text
+    assert "kaiwa serve --port 8000" in text
+    assert "サーバーを起動する" in text
+    assert block_starts(text) == []
+
+
+async def test_a_long_passage_cut_to_its_best_sentences_starts_no_block() -> None:
+    # More than three sentences: the best ones are joined, the first of them from mid-line.
+    page = Passage(
+        "Guide",
+        "Intro text here. - Opening hours are 10 to 18. Other words. More words. "
+        "Hours change on holidays.\n# Closing remarks",
+        "kb:4#1",
+    )
+    text = await answer_from(EN_QUESTION, page)
+    assert block_starts(text) == []
+    assert "Opening hours are 10 to 18." in text
+
+
+# -- one language, its own passages ----------------------------------------------------------------
+
+
+async def test_a_question_gets_passages_in_its_own_language_when_there_are_any() -> None:
+    ja = Passage("モデルの設定", "OpenAI を使うには `OPENAI_API_KEY` を設定します。", "kb:1#1")
+    en = Passage("Configuring a model", "To use OpenAI, set `OPENAI_API_KEY`.", "kb:2#1")
+    english = await answer_from("How do I use OpenAI?", ja, en)
+    assert "To use OpenAI" in english
+    assert "設定します" not in english
+    japanese = await answer_from("OpenAI を使うには?", en, ja)
+    assert "設定します" in japanese
+    assert "To use OpenAI" not in japanese
+
+
+async def test_passages_in_another_language_still_answer_when_none_is_in_its_own() -> None:
+    ja = Passage("モデルの設定", "OpenAI を使うには `OPENAI_API_KEY` を設定します。", "kb:1#1")
+    assert "OPENAI_API_KEY" in await answer_from("How do I set OPENAI_API_KEY?", ja)

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kaiwa.llm.text import chunks, detect_language, estimate_tokens, first_sentence, short_title
+from kaiwa.llm.text import (
+    chunks,
+    detect_language,
+    estimate_tokens,
+    first_sentence,
+    short_title,
+    unmark,
+)
 
 
 @pytest.mark.parametrize(
@@ -175,3 +182,32 @@ def test_short_title_of_nothing_is_new_chat() -> None:
 
 def test_first_sentence_skips_blank_lines() -> None:
     assert first_sentence("\n\n  最初の文。次の文。") == "最初の文。"
+
+
+@pytest.mark.parametrize(
+    ("markdown", "plain"),
+    [
+        (
+            "# kaiwa とは\n\nkaiwa はチャットサーバーです。",
+            "kaiwa とは\nkaiwa はチャットサーバーです。",
+        ),
+        ("### Title ###\ntext", "Title\ntext"),
+        ("#hashtag is no heading", "#hashtag is no heading"),
+        ("見出し\n======\n本文", "見出し\n本文"),
+        ("Heading\n--\nbody", "Heading\nbody"),
+        ("- 平日\n* 土曜\n+ 日曜", "• 平日\n• 土曜\n• 日曜"),
+        ("1. 申し込む\n2) 支払う", "(1) 申し込む\n(2) 支払う"),
+        ("-5 degrees and a - dash", "-5 degrees and a - dash"),
+        ("> 引用です", "引用です"),
+        ("> - ## 入れ子", "• ## 入れ子"),
+        ("```python\nprint('x')\n```", "print('x')"),
+        ("~~~\n# a comment\n~~~", "a comment"),
+        ("    indented code", "indented code"),
+        ("***\n- - -\n___", ""),
+        ("| a | b |\n|---|:--:|\n| 1 | 2 |", "| a | b |\n| 1 | 2 |"),
+        ("`inline` and **bold** stay", "`inline` and **bold** stay"),
+    ],
+)
+def test_unmark_leaves_text_no_renderer_makes_structure_of(markdown: str, plain: str) -> None:
+    assert unmark(markdown) == plain
+    assert unmark(plain) == plain

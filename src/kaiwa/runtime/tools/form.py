@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import date
 from typing import Any
 
 from kaiwa.llm import ToolSpec
@@ -15,6 +14,7 @@ from kaiwa.runtime.tools.base import Tool, ToolContext, ToolOutput, pick
 FIELD_TYPES = ("shortText", "longText", "number", "dropdown", "radio", "checkbox", "date")
 CHOICE_TYPES = ("dropdown", "radio", "checkbox")
 MAX_TEXT = {"shortText": 1_000, "longText": 10_000}
+"""The longest text a text field takes, in characters (`kaiwa.runtime.form_values`)."""
 
 
 class FormSchemaError(ValueError):
@@ -65,58 +65,6 @@ def _option(option: Any, where: str) -> dict[str, str]:
     if isinstance(option, Mapping) and isinstance(option.get("value"), str):
         return {"value": option["value"], "label": str(option.get("label") or option["value"])}
     raise FormSchemaError(f"{where} must hold strings or {{value, label}} objects")
-
-
-def check_values(fields: list[dict[str, Any]], values: Mapping[str, Any]) -> dict[str, Any]:
-    """Submitted values checked against the fields; the cleaned values.
-
-    Raises `ValueError` whose message names the field and the rule.
-    """
-    known = {field["name"] for field in fields}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"values.{unknown[0]}: the form has no such field")
-    clean: dict[str, Any] = {}
-    for field in fields:
-        name = field["name"]
-        value = values.get(name)
-        if value is None or value == "" or value == []:
-            if field["required"]:
-                raise ValueError(f"values.{name}: required")
-            continue
-        clean[name] = _check_value(field, value, f"values.{name}")
-    return clean
-
-
-def _check_value(field: dict[str, Any], value: Any, where: str) -> Any:
-    kind = field["type"]
-    if kind in MAX_TEXT:
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: must be a string")
-        if len(value) > MAX_TEXT[kind]:
-            raise ValueError(f"{where}: over the limit of {MAX_TEXT[kind]} characters")
-        return value
-    if kind == "number":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{where}: must be a number")
-        return value
-    if kind == "date":
-        if isinstance(value, str):
-            try:
-                return date.fromisoformat(value).isoformat()
-            except ValueError:
-                pass
-        raise ValueError(f"{where}: must be a date as YYYY-MM-DD")
-    allowed = [option["value"] for option in field["options"]]
-    if kind == "checkbox":
-        chosen = value if isinstance(value, list) else [value]
-        for item in chosen:
-            if item not in allowed:
-                raise ValueError(f"{where}: {item!r} is not one of {', '.join(allowed)}")
-        return list(dict.fromkeys(chosen))
-    if value not in allowed:
-        raise ValueError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
-    return value
 
 
 def render_values(fields: list[dict[str, Any]], values: Mapping[str, Any]) -> str:

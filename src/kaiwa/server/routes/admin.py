@@ -20,7 +20,6 @@ deletes the same way (`kaiwa.runtime.tenants`) but cannot stop them.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from collections.abc import Callable, Coroutine
@@ -36,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kaiwa.files import BlobStore
 from kaiwa.protocol import ApiError, ErrorCode
 from kaiwa.runtime import tenants as deletion
+from kaiwa.runtime.deletion import stop_answers
 from kaiwa.server.deps import ReadSessionDep, Services, ServicesDep, SessionDep
 from kaiwa.server.envelope import ok
 from kaiwa.server.pagination import PageDep, pagination
@@ -155,8 +155,7 @@ async def delete_workspace(
     async with request.app.state.read_sessions() as session:
         await _workspace(session, workspace_id)
         running = await tenants.running_responses(session, workspace_id)
-    stops = (services.runtime.cancel(response_id, "stop") for response_id in running)
-    await asyncio.gather(*stops, return_exceptions=True)
+    await stop_answers(services.runtime, running)
     blobs: BlobStore = request.app.state.files
     deleted = await deletion.delete_workspace(request.app.state.sessions, blobs, workspace_id)
     if deleted is None:

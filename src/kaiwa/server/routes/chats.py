@@ -1,4 +1,4 @@
-"""Chats: published agents, create, list, rename."""
+"""Chats: published agents, create, list, rename, delete."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from kaiwa.files.storage import BlobStore
 from kaiwa.protocol import ApiError, ErrorCode
+from kaiwa.runtime.deletion import delete_chat as delete_everything
 from kaiwa.server.deps import (
     CallerDep,
     KeyFirstRoute,
@@ -99,3 +101,31 @@ async def rename_chat(
     chats.rename_chat(chat, body.name)
     await session.commit()
     return ok(chat_out(chat))
+
+
+@router.delete("/{chat_id}")
+async def delete_chat(
+    chat_id: ChatId,
+    request: Request,
+    caller: CallerDep,
+    session: ReadSessionDep,
+    services: ServicesDep,
+) -> JSONResponse:
+    """[ext] The chat and all that is only its own; an answer running on it is stopped first.
+
+    Whoever may rename the chat may delete it (any key of its workspace; in whitelist mode only
+    while its end user is on the list). A second delete is 404.
+    """
+    chat = await chats.get_chat(session, caller.workspace_id, chat_id)
+    if chat is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Chat {chat_id} not found")
+    await check_end_user(session, caller, chat.external_user_id, required=False)
+    # Nothing is held open across the stop and the delete, which take their own transactions.
+    await session.commit()
+    blobs: BlobStore = request.app.state.files
+    deleted = await delete_everything(
+        services.runtime, request.app.state.sessions, blobs, caller.workspace_id, chat_id
+    )
+    if deleted is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"Chat {chat_id} not found")
+    return ok({"id": chat_id, "deleted": True})
