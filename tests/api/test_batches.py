@@ -519,7 +519,7 @@ async def test_the_webhook_is_delivered_signed_once_the_batch_ends(make_api: Mak
         [received] = receiver.received
 
     assert done["status"] == "completed"
-    assert done["webhook_error"] is None
+    assert (done["webhook_error"], done["webhook_attempts"]) == (None, 1)
     expected = hmac.new(secret.encode(), received.body, hashlib.sha256).hexdigest()
     assert received.headers["x-codeer-signature"] == f"sha256={expected}"
     assert received.headers["content-type"] == "application/json"
@@ -579,7 +579,9 @@ async def test_a_failing_receiver_is_retried_then_the_failure_is_recorded(
     assert recorded["webhook_error"] == "HTTP 500"
     assert recorded["webhook_delivered_at"] is None
     assert recorded["status"] == "completed"
+    assert recorded["webhook_attempts"] == 3
     assert delivered["webhook_error"] is None
+    assert delivered["webhook_attempts"] == 2
 
 
 async def test_a_webhook_to_a_name_of_a_private_address_is_refused_when_sent(

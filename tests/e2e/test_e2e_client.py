@@ -43,6 +43,7 @@ from kaiwa.protocol import (
     ReasoningStepEnd,
     ResponseCreated,
 )
+from kaiwa.protocol.errors import FieldError
 
 JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 PIECES = [f"{n}番目の文です。" for n in range(1, 31)]
@@ -500,6 +501,7 @@ def test_a_form_is_asked_for_then_answered_and_the_turn_goes_on(setup: Setup) ->
         assert form is not None
         with pytest.raises(BadRequestError) as refused:
             client.forms.submit(chat.id, form.id, {"name": "山田", "count": "two"})
+        assert refused.value.errors == (FieldError(field="count", reason="type"),)
         with client.forms.stream(
             chat.id, form.id, {"name": "山田", "count": 2, "day": "2025-04-01"}
         ) as rest:
@@ -536,6 +538,7 @@ async def test_a_form_is_asked_for_then_answered_and_the_turn_goes_on_async(setu
         assert form is not None
         with pytest.raises(BadRequestError) as refused:
             await client.forms.submit(chat.id, form.id, {"count": 2})
+        assert refused.value.errors == (FieldError(field="name", reason="required"),)
         text = await client.forms.submit(chat.id, form.id, {"name": "山田", "count": 2.5})
         with pytest.raises(ConflictError):
             await client.forms.submit(chat.id, form.id, {"name": "山田", "count": 2})

@@ -23,15 +23,23 @@ export declare class KaiwaError extends Error {
 }
 
 /** The server answered with an error (an envelope, or a `response.error` event). */
+/** [ext] One bad field of a request and why (`required`, `type`, `date`, `option`…). */
+export interface FieldError {
+  field: string;
+  reason: string;
+}
+
 export declare class APIError extends KaiwaError {
   constructor(
     message: string,
-    options?: { code?: number; status?: number | null; cause?: unknown },
+    options?: { code?: number; status?: number | null; cause?: unknown; errors?: FieldError[] },
   );
   /** The envelope's `error_code` (see `ErrorCode`). */
   readonly code: number;
   /** The HTTP status; null for an error reported inside a stream. */
   readonly status: number | null;
+  /** [ext] Each bad field and why, when the server lists them (a form's values); else empty. */
+  readonly errors: FieldError[];
 }
 
 /** 400 · 10006: validation; the message names the field and the rule. */

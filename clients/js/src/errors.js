@@ -50,12 +50,14 @@ export class KaiwaError extends Error {
 
 /** The server answered with an error envelope (or, for a `StreamError`, an error event). */
 export class APIError extends KaiwaError {
-  constructor(message, { code, status, cause } = {}) {
+  constructor(message, { code, status, cause, errors } = {}) {
     super(message, cause === undefined ? undefined : { cause });
     /** The envelope's `error_code` (see `ErrorCode`). */
     this.code = code ?? 0;
     /** The HTTP status; null for an error reported inside a stream. */
     this.status = status ?? null;
+    /** [ext] Each bad field and why (`{field, reason}`), when the server lists them. */
+    this.errors = errors ?? [];
   }
 
   toString() {
@@ -160,12 +162,12 @@ const STREAM_FAMILIES = new Map([
 ]);
 
 /** The error for an error answer: by its code, else by its HTTP status. */
-export function errorForStatus(status, code, message, { retryAfter = null } = {}) {
+export function errorForStatus(status, code, message, { retryAfter = null, errors = [] } = {}) {
   let Family = FAMILIES.get(code) ?? STATUS_FAMILIES.get(status);
   Family ??= status >= 500 ? ServerError : APIError;
   if (Family === RateLimitedError)
     return new RateLimitedError(message, { code, status, retryAfter });
-  return new Family(message, { code, status });
+  return new Family(message, { code, status, errors });
 }
 
 /** The error for a `response.error` event. */
@@ -181,13 +183,19 @@ export function errorForEvent(event) {
 export function errorFromAnswer(status, statusText, body, headers) {
   let code = 0;
   let message = null;
+  let errors = [];
   if (body !== null && typeof body === "object") {
     if (Number.isInteger(body.error_code)) code = body.error_code;
     if (typeof body.message === "string") message = body.message;
+    if (Array.isArray(body.errors)) {
+      errors = body.errors.filter(
+        (item) => typeof item?.field === "string" && typeof item?.reason === "string",
+      );
+    }
   }
   message ??= statusText || `HTTP ${status}`;
   const retryAfter = parseRetryAfter(headers?.get("retry-after") ?? null);
-  return errorForStatus(status >= 400 ? status : 500, code, message, { retryAfter });
+  return errorForStatus(status >= 400 ? status : 500, code, message, { retryAfter, errors });
 }
 
 /**

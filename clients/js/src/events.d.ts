@@ -28,6 +28,9 @@ export interface TokenUsage {
   total_tokens: number;
   /** How many model calls the tokens were spent in. */
   total_calls: number;
+  /** [ext] Present (true) when some count is estimated: a call stopped before its provider
+   * reported usage (a stopped answer), or a provider that reports none. */
+  estimated?: boolean;
 }
 
 export interface StepStart {

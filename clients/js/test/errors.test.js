@@ -91,3 +91,20 @@ test("an in-stream error is a StreamError and, for codes with a family, that fam
   assert.equal(errorForEvent({ ...event, code: 10011 }) instanceof PayloadTooLargeError, true);
   assert.equal(String(timeout), "StreamError: boom (error_code 10008, in stream)");
 });
+
+test("a refusal that lists its bad fields carries them, and only well-formed ones", () => {
+  const body = {
+    data: null,
+    message: "values.name: required; values.day: must be a date written YYYY-MM-DD",
+    error_code: 10006,
+    errors: [{ field: "name", reason: "required" }, { field: "day", reason: "date" }, { field: 1 }],
+  };
+  const error = errorFromAnswer(400, "Bad Request", body, new Headers());
+  assert.ok(error instanceof BadRequestError);
+  assert.deepEqual(error.errors, [
+    { field: "name", reason: "required" },
+    { field: "day", reason: "date" },
+  ]);
+  const plain = errorFromAnswer(404, "Not Found", { message: "no", error_code: 10003 }, new Headers());
+  assert.deepEqual(plain.errors, []);
+});

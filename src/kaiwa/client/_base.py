@@ -52,6 +52,7 @@ from kaiwa.protocol import (
     SSEDecoder,
     parse_event,
 )
+from kaiwa.protocol.errors import FieldError
 
 T = TypeVar("T")
 
@@ -210,16 +211,31 @@ def error_from_response(response: httpx.Response) -> APIError:
     """The exception for an error answer (a read response); works for non-JSON bodies too."""
     body = _json(response)
     code, message = 0, None
+    errors: tuple[FieldError, ...] = ()
     if isinstance(body, dict):
         raw_code = body.get("error_code")
         code = raw_code if isinstance(raw_code, int) else 0
         raw_message = body.get("message")
         message = raw_message if isinstance(raw_message, str) else None
+        errors = _field_errors(body.get("errors"))
     if message is None:
         message = response.reason_phrase or f"HTTP {response.status_code}"
     status = response.status_code if response.is_error else 500
     retry_after = parse_retry_after(response.headers.get("retry-after"))
-    return error_for_status(status, code, message, retry_after=retry_after)
+    return error_for_status(status, code, message, retry_after=retry_after, errors=errors)
+
+
+def _field_errors(raw: object) -> tuple[FieldError, ...]:
+    """The envelope's `errors` list, ignoring what is not `{field, reason}`."""
+    if not isinstance(raw, list):
+        return ()
+    return tuple(
+        FieldError(field=item["field"], reason=item["reason"])
+        for item in raw
+        if isinstance(item, dict)
+        and isinstance(item.get("field"), str)
+        and isinstance(item.get("reason"), str)
+    )
 
 
 def is_event_stream(response: httpx.Response) -> bool:

@@ -38,6 +38,7 @@ Deliberate oddity: the three `Stream*Error` classes inherit from two parents, so
 from __future__ import annotations
 
 from kaiwa.protocol import ErrorCode, ResponseError
+from kaiwa.protocol.errors import FieldError
 
 
 class KaiwaError(Exception):
@@ -47,13 +48,23 @@ class KaiwaError(Exception):
 class APIError(KaiwaError):
     """The server answered with an error envelope (or, for a `StreamError`, an error event)."""
 
-    def __init__(self, message: str, *, code: int, status: int | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int,
+        status: int | None,
+        errors: tuple[FieldError, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         """The envelope's `error_code` (see `kaiwa.protocol.ErrorCode`)."""
         self.status = status
         """The HTTP status; None for an error reported inside a stream."""
+        self.errors = errors
+        """[ext] Each bad field and why (`required`, `type`, `date`…), when the server lists
+        them (a form's values): to show a message beside each field."""
 
     def __str__(self) -> str:
         where = f"HTTP {self.status}" if self.status is not None else "in stream"
@@ -164,7 +175,12 @@ STREAM_FAMILIES: dict[int, type[StreamError]] = {
 
 
 def error_for_status(
-    status: int, code: int, message: str, *, retry_after: float | None = None
+    status: int,
+    code: int,
+    message: str,
+    *,
+    retry_after: float | None = None,
+    errors: tuple[FieldError, ...] = (),
 ) -> APIError:
     """The exception for an error answer: by its code, else by its HTTP status."""
     family = FAMILIES.get(code) or STATUS_FAMILIES.get(status)
@@ -172,7 +188,7 @@ def error_for_status(
         family = ServerError if status >= 500 else APIError
     if family is RateLimitedError:
         return RateLimitedError(message, code=code, status=status, retry_after=retry_after)
-    return family(message, code=code, status=status)
+    return family(message, code=code, status=status, errors=errors)
 
 
 def error_for_event(event: ResponseError) -> StreamError:

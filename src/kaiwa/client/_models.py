@@ -288,6 +288,8 @@ class Batch(_Model):
     """[ext] When a receiver accepted the webhook (a 2xx answer)."""
     webhook_error: str | None = None
     """[ext] Why the webhook was given up, after its retries."""
+    webhook_attempts: int = 0
+    """[ext] Deliveries of the webhook tried so far."""
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None

@@ -65,6 +65,7 @@ def batch_object(batch: Batch) -> dict[str, Any]:
         "webhook": webhook,
         "webhook_delivered_at": iso(batch.webhook_delivered_at),
         "webhook_error": batch.webhook_error,
+        "webhook_attempts": batch.webhook_attempts,
         "created_at": iso(batch.created_at),
         "started_at": iso(batch.started_at),
         "completed_at": iso(batch.completed_at),

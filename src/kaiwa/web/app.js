@@ -6,7 +6,7 @@
 // shown finishing. Opening a chat whose last answer is still in progress reattaches with the key.
 // Switching the language draws the page again the same way: the open chat is opened again.
 
-import { deleteChat, findAnswer, keepRefusals, takeRefusal } from "./api.js";
+import { deleteChat, findAnswer } from "./api.js";
 import { ChatList } from "./chats.js";
 import { Composer } from "./composer.js";
 import { h, replace } from "./dom.js";
@@ -105,7 +105,7 @@ class App {
   }
 
   async connect(key) {
-    const client = new KaiwaClient({ baseUrl: API_ROOT, apiKey: key, fetch: keepRefusals });
+    const client = new KaiwaClient({ baseUrl: API_ROOT, apiKey: key });
     let agents;
     try {
       agents = await client.agents.published();
@@ -364,8 +364,7 @@ class App {
         const note = expired ? t("formExpired") : t("formAlreadySubmitted");
         view.lockForm(null, { note, expired });
       } else if (error instanceof BadRequestError) {
-        const path = `/chats/${chatId}/form-requests/${encodeURIComponent(formId)}/submit`;
-        form.showRefusal(error.message, takeRefusal(this.client.baseUrl + path));
+        form.showRefusal(error.message, error.errors.length ? error.errors : null);
       } else {
         form.showError(error.message);
       }
