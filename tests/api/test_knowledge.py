@@ -672,3 +672,35 @@ async def test_a_document_whose_replica_died_on_its_last_attempt_fails_with_the_
     assert (failed["status"], failed["error"]) == ("failed", STOPPED)
     [job] = await _job_rows(second)
     assert (job.state, job.last_error) == ("failed", OWNER_STOPPED)
+
+
+def _blobs(api: Api) -> set[str]:
+    root = api.app.state.files.root
+    return {str(path) for path in root.rglob("*") if path.is_file()} if root.exists() else set()
+
+
+async def test_a_document_keeps_its_upload_only_until_it_is_indexed_or_deleted(
+    make_api: MakeApi,
+) -> None:
+    # A process that indexes nothing: the documents stay queued, holding their bytes.
+    api = await make_api(**NO_EMBEDDINGS, index_concurrency=0)
+    kb = await create_kb(api)
+    queued = [
+        await accepted(await upload(api, kb["id"], f"{name}.txt", f"{name} の本文".encode()))
+        for name in ("a", "b")
+    ]
+    assert len(_blobs(api)) == 2
+    await api.delete(f"{KB}/{kb['id']}/documents/{queued[0]['id']}")
+    assert len(_blobs(api)) == 1
+    await api.delete(f"{KB}/{kb['id']}")
+    assert _blobs(api) == set()
+    # The jobs of deleted documents find nothing to do.
+    indexing = await make_api(**NO_EMBEDDINGS)
+    await indexing.app.state.jobs.settle(["index"])
+    assert await count(indexing, KbChunk) == 0
+
+    # Indexed, a document's upload is gone: its chunks are what is kept.
+    other = await create_kb(indexing)
+    document = await accepted(await upload(indexing, other["id"], "c.txt", "本文".encode()))
+    assert (await settled(indexing, other["id"], document["id"]))["status"] == "ready"
+    assert _blobs(indexing) == set()

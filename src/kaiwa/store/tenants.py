@@ -195,10 +195,14 @@ async def delete_workspace(session: AsyncSession, workspace_id: str) -> Deleted 
         statement = delete(model).where(owned).execution_options(synchronize_session=False)
         if model is UploadedFile:
             # Exactly the files deleted: their bytes go next.
-            storage_keys = list(
-                await session.scalars(statement.returning(UploadedFile.storage_key))
-            )
-            rows[model.__tablename__] = len(storage_keys)
+            keys = list(await session.scalars(statement.returning(UploadedFile.storage_key)))
+            storage_keys += keys
+            rows[model.__tablename__] = len(keys)
+        elif model is KbDocument:
+            # Documents still waiting to be indexed hold their uploaded bytes.
+            held = list(await session.scalars(statement.returning(KbDocument.storage_key)))
+            storage_keys += [key for key in held if key]
+            rows[model.__tablename__] = len(held)
         else:
             result = cast(CursorResult[object], await session.execute(statement))
             rows[model.__tablename__] = max(result.rowcount, 0)
