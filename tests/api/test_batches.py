@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from api_support import Api, data, envelope, error, parse_stream
 from sqlalchemy import func, select, update
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -27,7 +28,7 @@ from kaiwa.store import batches, workspaces
 from kaiwa.store.bootstrap import ensure_demo
 from kaiwa.store.db import create_engine, new_id, now, session_factory, transaction
 from kaiwa.store.keys import create_key
-from kaiwa.store.models import Batch, BatchItem, Job, Workspace
+from kaiwa.store.models import Batch, BatchItem, Job, Message, Workspace
 
 ANSWER = [{"text": "お問い合わせ"}, {"text": "ありがとうございます。"}]
 ANSWER_TEXT = "お問い合わせありがとうございます。"
@@ -758,3 +759,67 @@ async def test_a_replica_that_wakes_after_its_item_was_taken_over_changes_nothin
         assert await batches.finish_item(session, item.id, done, attempt=2) is not None
     [result] = await results(api, batch["id"])
     assert (result["status"], result["response"]) == ("completed", ANSWER_TEXT)
+
+
+async def test_an_items_question_and_its_response_are_recorded_together(
+    make_api: MakeApi,
+) -> None:
+    """A replica that takes an item over must know whether its question was asked: the item's
+    `response_id` is written in the turn's own transaction, or not at all."""
+    api = await fast_api(make_api, batch_concurrency=0)
+    agent = await api.scripted_agent(ANSWER)
+    batch = await create(api, agent, items("one"))
+    chat = await api.create_chat(agent, name="one")
+
+    def request(item_id: int) -> TurnRequest:
+        return TurnRequest(
+            workspace_id=api.workspace_id,
+            chat_id=chat["id"],
+            agent_id=agent,
+            message="one について教えて",
+            batch_item_id=item_id,
+        )
+
+    async def stored(item_id: int) -> tuple[str | None, int]:
+        async with api.store() as session:
+            item = await session.get(BatchItem, item_id)
+            assert item is not None
+            asked = await session.scalar(
+                select(func.count()).select_from(Message).where(Message.chat_id == chat["id"])
+            )
+            return item.response_id, int(asked or 0)
+
+    async with api.store() as session:
+        [item_id] = await session.scalars(
+            select(BatchItem.id).where(BatchItem.batch_id == batch["id"])
+        )
+
+    class Crash(Exception):
+        pass
+
+    async def dies_before_commit() -> None:
+        async with api.store() as session:
+            await store_turn(
+                session,
+                request(item_id),
+                response_id=str(uuid.uuid4()),
+                owner="a-replica",
+                resume_token=lambda response_id, chat_id: "token",
+            )
+            raise Crash
+
+    with pytest.raises(Crash):
+        await dies_before_commit()
+    assert await stored(item_id) == (None, 0)
+
+    async with api.store() as session:
+        turn, _ = await store_turn(
+            session,
+            request(item_id),
+            response_id=str(uuid.uuid4()),
+            owner="a-replica",
+            resume_token=lambda response_id, chat_id: "token",
+        )
+    response_id, asked = await stored(item_id)
+    assert response_id == turn.response_id
+    assert asked == 2  # the question and its answer in progress

@@ -185,6 +185,7 @@ class BatchItems:
             external_user_id=item.external_user_id,
             whitelist_mode=workspace.whitelist_mode,
             attached_file_uuids=tuple(item.attached_file_uuids),
+            batch_item_id=item.id,
         )
         started = await self._start(item, request)
         if isinstance(started, ItemOutcome):

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaiwa.llm import ChatMessage, ToolCall
 from kaiwa.protocol import ApiError, ErrorCode, ResponseCreated
-from kaiwa.store import agents, chats, files, messages, responses, workspaces
+from kaiwa.store import agents, batches, chats, files, messages, responses, workspaces
 from kaiwa.store import idempotency as idempotency_keys
 from kaiwa.store.idempotency import Claim
 from kaiwa.store.models import Agent, Chat, FormRequest, Message
@@ -46,6 +46,10 @@ class TurnRequest:
     include_tool_tags: bool = False
     idempotency: Claim | None = None
     """Its `Idempotency-Key`: recorded with the turn; `KeyTaken` when a repeat raced it."""
+    batch_item_id: int | None = None
+    """The batch item this turn answers: the response is recorded on the item in the turn's
+    own transaction, so a replica that takes the item over after a crash always knows whether
+    its question was already asked."""
 
 
 @dataclass(slots=True)
@@ -128,6 +132,8 @@ async def store_turn(
     await claim_key(
         session, request.idempotency, request.workspace_id, response_id, request.chat_id
     )
+    if request.batch_item_id is not None:
+        await batches.attach_response(session, request.batch_item_id, response_id)
     opened = await open_chat(
         session,
         workspace_id=request.workspace_id,
