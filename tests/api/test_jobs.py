@@ -182,10 +182,9 @@ async def worker_with(
     return worker
 
 
-async def test_the_worker_retries_with_backoff_until_the_job_succeeds(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    handler = Flaky(failures=2)
+async def run_one(sessions: async_sessionmaker[AsyncSession], failures: int) -> Flaky:
+    """Queue one `flaky` job failing its first `failures` runs; the handler once it settled."""
+    handler = Flaky(failures=failures)
     worker = await worker_with(sessions, handler)
     try:
         await add(sessions, "flaky", "a")
@@ -193,6 +192,13 @@ async def test_the_worker_retries_with_backoff_until_the_job_succeeds(
         await worker.settle(["flaky"])
     finally:
         await worker.aclose()
+    return handler
+
+
+async def test_the_worker_retries_with_backoff_until_the_job_succeeds(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    handler = await run_one(sessions, failures=2)
     assert handler.runs == [1, 2, 3]
     assert handler.given_up == []
     assert await rows(sessions) == []
@@ -201,14 +207,7 @@ async def test_the_worker_retries_with_backoff_until_the_job_succeeds(
 async def test_the_worker_gives_up_after_the_last_attempt_and_keeps_the_job_failed(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    handler = Flaky(failures=10)
-    worker = await worker_with(sessions, handler)
-    try:
-        await add(sessions, "flaky", "a")
-        await worker.notify("flaky")
-        await worker.settle(["flaky"])
-    finally:
-        await worker.aclose()
+    handler = await run_one(sessions, failures=10)
     assert handler.runs == [1, 2, 3]
     assert handler.given_up == ["failure 3"]
     [row] = await rows(sessions)

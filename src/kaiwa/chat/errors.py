@@ -13,6 +13,7 @@ messages speak to Python callers: `api_key=…`).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,11 +30,12 @@ from kaiwa.client import (
 API_PREFIX = "/api/v1"
 
 
-class ChatError(KaiwaError):
+class ChatError(KaiwaError, ABC):
     """A failure of the chat itself, before any answer: worded by `words`."""
 
+    @abstractmethod
     def words(self, texts: Texts, url: str) -> str:
-        raise NotImplementedError
+        """The failure in the user's language, naming `url` where it helps."""
 
 
 @dataclass(eq=False)

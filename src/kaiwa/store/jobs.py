@@ -182,71 +182,45 @@ async def finish(session: AsyncSession, job: Job, *, owner: str) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-async def retry(session: AsyncSession, job: Job, *, owner: str, delay: float, error: str) -> bool:
-    """Back to `queued`, due in `delay` seconds, with the error of this attempt."""
-    stamp = utc_now()
+async def _leave(session: AsyncSession, job: Job, owner: str, **values: Any) -> bool:
+    """Change a running job of `owner`, which lets go of it: compare-and-set, True if it was
+    still this owner's attempt."""
     result = await session.execute(
         update(Job)
         .where(_mine(job, owner))
-        .values(
-            state="queued",
-            owner=None,
-            lease_until=None,
-            run_at=stamp + timedelta(seconds=delay),
-            last_error=error,
-            updated_at=stamp,
-        )
+        .values(owner=None, lease_until=None, updated_at=utc_now(), **values)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+def _due_in(delay: float) -> datetime:
+    return utc_now() + timedelta(seconds=delay)
+
+
+async def retry(session: AsyncSession, job: Job, *, owner: str, delay: float, error: str) -> bool:
+    """Back to `queued`, due in `delay` seconds, with the error of this attempt."""
+    return await _leave(
+        session, job, owner, state="queued", run_at=_due_in(delay), last_error=error
+    )
 
 
 async def reschedule(session: AsyncSession, job: Job, *, owner: str, delay: float) -> bool:
     """A periodic job ran: queue it again, due in `delay` seconds, its attempts reset."""
-    stamp = utc_now()
-    result = await session.execute(
-        update(Job)
-        .where(_mine(job, owner))
-        .values(
-            state="queued",
-            owner=None,
-            lease_until=None,
-            attempts=0,
-            run_at=stamp + timedelta(seconds=delay),
-            last_error=None,
-            updated_at=stamp,
-        )
+    return await _leave(
+        session, job, owner, state="queued", attempts=0, run_at=_due_in(delay), last_error=None
     )
-    return bool(getattr(result, "rowcount", 0))
 
 
 async def fail(session: AsyncSession, job: Job, *, owner: str, error: str) -> bool:
     """No more attempts: `failed`, kept with its error until retried by hand."""
-    result = await session.execute(
-        update(Job)
-        .where(_mine(job, owner))
-        .values(
-            state="failed", owner=None, lease_until=None, last_error=error, updated_at=utc_now()
-        )
-    )
-    return bool(getattr(result, "rowcount", 0))
+    return await _leave(session, job, owner, state="failed", last_error=error)
 
 
 async def release(session: AsyncSession, job: Job, *, owner: str) -> bool:
     """Give a running job back, as if never taken (this replica is stopping)."""
-    stamp = utc_now()
-    result = await session.execute(
-        update(Job)
-        .where(_mine(job, owner))
-        .values(
-            state="queued",
-            owner=None,
-            lease_until=None,
-            attempts=Job.attempts - 1,
-            run_at=stamp,
-            updated_at=stamp,
-        )
+    return await _leave(
+        session, job, owner, state="queued", attempts=Job.attempts - 1, run_at=_due_in(0)
     )
-    return bool(getattr(result, "rowcount", 0))
 
 
 async def retry_failed(
