@@ -256,6 +256,23 @@ async def test_malformed_chunk_fails_with_model_error(fake: FakeOpenAI, data: st
     assert "malformed" in error.message
 
 
+async def test_an_error_sent_inside_the_stream_fails_with_its_code_not_its_message(
+    fake: FakeOpenAI,
+) -> None:
+    error_data = '{"error": {"message": "quota of ' + SECRET + '", "code": "rate_limit_exceeded"}}'
+    fake.enqueue(Malformed(chunks=["営業", "時間"], after_chunks=1, data=error_data))
+
+    events, error = await collect(settings_for(fake.base_url))
+
+    assert events == [TextDelta("営業")]
+    assert error is not None
+    assert error.partial
+    assert error.message == (
+        "openai provider 'fake': the model server sent an error mid-stream "
+        "(code rate_limit_exceeded)"
+    )
+
+
 async def test_abrupt_close_mid_stream_fails_as_partial(fake: FakeOpenAI) -> None:
     fake.enqueue(CloseAbruptly(chunks=["営業", "時間は", "9時"], after_chunks=2))
 
