@@ -49,6 +49,8 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     pid: int | None = None
     """The server process whose CPU time is measured."""
+    also: tuple[int, ...] = ()
+    """Other processes whose CPU time counts as the server's (e.g. its redis-server)."""
 
 
 @dataclass
@@ -100,7 +102,8 @@ async def run(
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     client_timeout = aiohttp.ClientTimeout(total=stream_limit)
     loader_start = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_start = cpu_seconds(target.pid) if target.pid else None
+    pids = (target.pid, *target.also) if target.pid else ()
+    cpu_start = sum(cpu_seconds(pid) for pid in pids)
     start = time.monotonic()
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
         tasks = [
@@ -111,7 +114,7 @@ async def run(
         ]
         results = await asyncio.gather(*tasks)
     wall = time.monotonic() - start
-    cpu = cpu_seconds(target.pid) - cpu_start if target.pid and cpu_start is not None else None
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_start if pids else None
     loader_end = resource.getrusage(resource.RUSAGE_SELF)
     loader_cpu = (loader_end.ru_utime + loader_end.ru_stime) - (
         loader_start.ru_utime + loader_start.ru_stime
