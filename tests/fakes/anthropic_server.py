@@ -27,6 +27,9 @@ Behaviours: `Reply`, and its faulty variants `Stall`, `Malformed`, `CloseAbruptl
 `ErrorEvent` (each cuts in after `after_chunks` text deltas; 0 is right after `message_start`);
 `ToolUse`; `Status`. The threaded server is `tests.fakes.web_server.LoopbackServer`; the
 streaming helpers (pauses, abrupt closes, disconnect recording) are the OpenAI fake's.
+
+`streamed_body(behaviour)` is the body the server would stream, as bytes, for a test that cuts
+it into reads itself: a socket does not promise where one read ends.
 """
 
 from __future__ import annotations
@@ -295,6 +298,18 @@ def _steps(behaviour: Reply | ToolUse, model: str) -> list[_Step]:
     if isinstance(behaviour, Reply):
         _splice_fault(behaviour, steps, [1, *text_frames[1:]] if text_frames else [1])
     return steps
+
+
+def streamed_body(behaviour: Reply | ToolUse, model: str = "claude-test") -> bytes:
+    """The streamed body of `behaviour` in one piece: its pauses left out, cut where the server
+    would drop the connection."""
+    body: list[bytes] = []
+    for step in _steps(behaviour, model):
+        if isinstance(step, _AbruptClose):
+            break
+        if isinstance(step, bytes):
+            body.append(step)
+    return b"".join(body)
 
 
 def _splice_fault(reply: Reply, steps: list[_Step], positions: list[int]) -> None:

@@ -14,10 +14,9 @@ Deliberate choices:
 - Error messages are built here from the status code, error code or address, never from the SDK's
   message or the server's body: those can quote the request, and OpenAI's 401 quotes the key.
 - The request goes through the SDK's generic `post` (request, auth, retries, status errors are
-  the SDK's), but the streamed body is read here: `DataDecoder` finds each event's data in the
-  bytes and pydantic-core's parser makes it a dict, with no typed `ChatCompletionChunk` (about
-  80 µs a chunk) and none of the SDK's per-event layers (about 10 µs). A `data:` object with an
-  `error` key is an in-stream error, as the SDK reads it.
+  the SDK's), but the streamed body is read by `kaiwa.llm.stream`: each chunk a dict, with no
+  typed `ChatCompletionChunk` (about 80 µs a chunk) and none of the SDK's per-event layers. A
+  `data:` object with an `error` key is an in-stream error, as the SDK reads it.
 - The SDK's HTTP transport is aiohttp (`openai.DefaultAioHttpClient`, the SDK's own option)
   when it is installed: its C parser reads a chunk for about half of httpx's CPU time.
 """
@@ -25,13 +24,10 @@ Deliberate choices:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
-
-from pydantic_core import from_json
 
 from kaiwa.config import ProviderSettings
 from kaiwa.llm.base import (
@@ -44,8 +40,8 @@ from kaiwa.llm.base import (
     ToolCall,
     Usage,
 )
+from kaiwa.llm.stream import BadStream, json_events
 from kaiwa.protocol.json_limits import parse_json
-from kaiwa.protocol.sse import DataDecoder
 
 try:
     import httpx2
@@ -125,7 +121,7 @@ class OpenAIModel:
                 raise self._error(problem, partial=streamed_text) from None
             for event in state.finish():
                 yield event
-        except _BadStream as exc:
+        except BadStream as exc:
             raise self._error(str(exc), partial=streamed_text) from None
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             # `from None`: the SDK's exception may quote the server's body, and with it the key.
@@ -267,7 +263,7 @@ class _ChunkState:
                         call.name = function.get("name") or call.name
                         call.arguments += function.get("arguments") or ""
         except (AttributeError, KeyError, TypeError, ValueError):
-            raise _BadStream("malformed chunk from the model server") from None
+            raise BadStream("malformed chunk from the model server") from None
         return deltas
 
     def _index_of(self, part: dict[str, Any]) -> int:
@@ -301,49 +297,16 @@ class _ChunkState:
         return events
 
 
-async def _chunks(response: httpx2.Response) -> AsyncGenerator[list[object], None]:
-    """The chunks of each read of the body, as `json.loads` would make them, to `[DONE]`;
-    then what is left of the body is read, briefly, so the connection can be reused."""
-    decoder = DataDecoder()
-    body = response.aiter_bytes()
-    async for raw in body:
-        chunks: list[object] = []
-        for data in decoder.decode(raw):
-            if data.startswith(b"[DONE]"):
-                if chunks:
-                    yield chunks
-                with contextlib.suppress(httpx2.HTTPError, TimeoutError):
-                    async with asyncio.timeout(_DRAIN_TIMEOUT):
-                        async for _ in body:
-                            pass
-                return
-            try:
-                chunks.append(_parse(data))
-            except _BadStream:
-                if chunks:
-                    yield chunks  # what came before the fault is the answer's partial text
-                raise
-        if chunks:
-            yield chunks
+def _chunks(response: httpx2.Response) -> AsyncGenerator[list[object], None]:
+    """The chunks of each read of the body, to `[DONE]`."""
+    return json_events(response, keep=_not_an_error, end=b"[DONE]")
 
 
-_DRAIN_TIMEOUT = 1.0
-
-
-def _parse(data: bytes) -> object:
-    """One event's chunk; `_BadStream` when it is not JSON or is an error the server sent."""
-    try:
-        chunk = from_json(data)
-    except ValueError:
-        # What pydantic-core refuses that `json.loads` takes, as the SDK did: e.g. an escaped
-        # half of a surrogate pair. Anything else is not JSON.
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise _BadStream("malformed response from the model server") from None
+def _not_an_error(chunk: object) -> bool:
+    """True, unless `chunk` is an error the server sent inside the stream (`BadStream`)."""
     if isinstance(chunk, dict) and chunk.get("error"):
-        raise _BadStream(_stream_error(chunk["error"]))
-    return chunk
+        raise BadStream(_stream_error(chunk["error"]))
+    return True
 
 
 def _stream_error(error: object) -> str:
@@ -353,10 +316,6 @@ def _stream_error(error: object) -> str:
     if isinstance(code, str) and code.isidentifier():
         return f"the model server sent an error mid-stream (code {code})"
     return "the model server sent an error mid-stream"
-
-
-class _BadStream(Exception):
-    """The stream parsed but makes no sense; the message says how."""
 
 
 def _message_out(message: ChatMessage) -> ChatCompletionMessageParam:

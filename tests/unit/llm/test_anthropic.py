@@ -6,11 +6,12 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from tests.fakes.anthropic_server import (
     CloseAbruptly,
@@ -22,9 +23,11 @@ from tests.fakes.anthropic_server import (
     Stall,
     Status,
     ToolUse,
+    streamed_body,
 )
 
 from kaiwa.config import ProviderSettings
+from kaiwa.llm import anthropic as anthropic_provider
 from kaiwa.llm.anthropic import AnthropicModel
 from kaiwa.llm.base import (
     ChatMessage,
@@ -92,6 +95,29 @@ def closed_port() -> int:
 
 def text_of(content: str) -> list[dict[str, str]]:
     return [{"type": "text", "text": content}]
+
+
+READS_URL = "http://model.test"
+"""The server's address in the tests whose body arrives in reads they choose."""
+
+
+def answer_in_reads(monkeypatch: pytest.MonkeyPatch, reads: Sequence[bytes | float]) -> None:
+    """Answer every request with a body that arrives in exactly `reads` (a number is a pause, in
+    seconds): a mock transport in place of the socket, whose reads the kernel cuts as it likes."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for read in reads:
+            if isinstance(read, bytes):
+                yield read
+            else:
+                await asyncio.sleep(read)
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    transport = httpx2.MockTransport(answer)
+    client = lambda: httpx2.AsyncClient(transport=transport)  # noqa: E731
+    monkeypatch.setattr(anthropic_provider, "_HTTP_CLIENT", client)
 
 
 def test_name_is_provider_slash_model() -> None:
@@ -517,15 +543,19 @@ async def test_slow_first_token_within_first_byte_timeout_is_fine(fake: FakeAnth
     assert events == [TextDelta("はい"), Usage(3, 1)]
 
 
-@pytest.mark.parametrize(
+MALFORMED = pytest.mark.parametrize(
     "data",
     [
         '{"type": "content_block_delta", "index": 0, "delta": ',
         '{"type": "content_block_delta", "index": 0, "delta": "nonsense"}',
         '{"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta"}}',
+        '["content_block_delta"]',
     ],
-    ids=["not-json", "wrong-shape", "json-for-a-text-block"],
+    ids=["not-json", "wrong-shape", "json-for-a-text-block", "not-an-object"],
 )
+
+
+@MALFORMED
 async def test_malformed_event_fails_with_model_error(fake: FakeAnthropic, data: str) -> None:
     fake.enqueue(Malformed(chunks=["営業", "時間"], after_chunks=1, data=data))
 
@@ -550,6 +580,128 @@ async def test_abrupt_close_mid_stream_fails_as_partial(fake: FakeAnthropic) -> 
         f"anthropic provider 'claude': the connection to {fake.base_url} broke off mid-answer"
     )
     assert len(fake.requests) == 1
+
+
+# -- reads of the body ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", ["one-read", "every-byte"])
+async def test_events_arrive_intact_however_the_body_is_cut_into_reads(
+    monkeypatch: pytest.MonkeyPatch, cut: str
+) -> None:
+    # Every byte its own read also cuts the UTF-8 of 営, 🍣 and the tool input across reads.
+    search = FakeToolUse("search", {"query": "営業時間"}, id="toolu_a")
+    body = streamed_body(ToolUse([search], text=["営", "業時間は🍣"], fragment=5, usage=(7, 3)))
+    reads = [body] if cut == "one-read" else [body[at : at + 1] for at in range(len(body))]
+    answer_in_reads(monkeypatch, reads)
+
+    events, error = await collect(settings_for(READS_URL))
+
+    assert error is None
+    assert events == [
+        TextDelta("営"),
+        TextDelta("業時間は🍣"),
+        ToolCall("toolu_a", "search", {"query": "営業時間"}),
+        Usage(7, 3),
+    ]
+
+
+async def test_pings_and_events_it_does_not_know_are_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unknown = (
+        b'event: ping\ndata: {"type": "ping"}\n\n'
+        b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, '
+        b'"delta": {"type": "signature_delta", "signature": "c2ln"}}\n\n'
+        b'event: future_event\ndata: {"type": "future_event", "index": 0}\n\n'
+        b"event: empty\ndata:\n\n"
+    )
+    body = streamed_body(Reply(chunks=["はい"], usage=(3, 1)))
+    body = body.replace(b"event: content_block_stop", unknown + b"event: content_block_stop")
+    answer_in_reads(monkeypatch, [body])
+
+    events, error = await collect(settings_for(READS_URL))
+
+    assert error is None
+    assert events == [TextDelta("はい"), Usage(3, 1)]
+
+
+@pytest.mark.parametrize("answering", [False, True], ids=["before-the-answer", "mid-answer"])
+async def test_pings_do_not_keep_a_stalled_answer_alive(
+    monkeypatch: pytest.MonkeyPatch, answering: bool
+) -> None:
+    # The body up to the first delta, or to message_start, then a ping every 50 ms.
+    head = streamed_body(CloseAbruptly(chunks=["営業", "時間は"], after_chunks=int(answering)))
+    ping = b'event: ping\ndata: {"type": "ping"}\n\n'
+    answer_in_reads(monkeypatch, [head, *[0.05, ping] * 20])
+    started = time.monotonic()
+
+    events, error = await collect(
+        settings_for(READS_URL, first_byte_timeout=0.4, chunk_timeout=0.2)
+    )
+
+    assert events == [TextDelta("営業")][: int(answering)]
+    assert error is not None
+    assert error.partial is answering
+    limit = "chunk_timeout (0.2 s)" if answering else "first_byte_timeout (0.4 s)"
+    assert limit in error.message
+    assert time.monotonic() - started < 0.9
+
+
+@pytest.mark.parametrize(
+    ("error_type", "detail"),
+    [
+        ("overloaded_error", " (overloaded)"),
+        ("service_unavailable", " (type service_unavailable)"),
+        (f"not a type: {SECRET}", ""),
+    ],
+)
+async def test_error_event_in_the_read_of_the_text_before_it_names_its_type_only(
+    monkeypatch: pytest.MonkeyPatch, error_type: str, detail: str
+) -> None:
+    error_event = ErrorEvent(
+        chunks=["営業", "時間は"], after_chunks=1, error_type=error_type, message=SECRET
+    )
+    answer_in_reads(monkeypatch, [streamed_body(error_event)])
+
+    events, error = await collect(settings_for(READS_URL))
+
+    assert events == [TextDelta("営業")]
+    assert error is not None
+    assert error.partial
+    assert error.message == (
+        f"anthropic provider 'claude': the model server at {READS_URL} failed mid-stream{detail}"
+    )
+
+
+@MALFORMED
+async def test_malformed_event_in_the_read_of_the_text_before_it_keeps_the_text(
+    monkeypatch: pytest.MonkeyPatch, data: str
+) -> None:
+    malformed = Malformed(chunks=["営業", "時間"], after_chunks=1, data=data)
+    answer_in_reads(monkeypatch, [streamed_body(malformed)])
+
+    events, error = await collect(settings_for(READS_URL))
+
+    assert events == [TextDelta("営業")]
+    assert error is not None
+    assert error.partial
+    assert "malformed" in error.message or "not a tool call" in error.message
+
+
+async def test_the_request_carries_the_trace_context_of_the_current_span(
+    fake: FakeAnthropic,
+) -> None:
+    # As from `messages.create`: kaiwa's model call span, when tracing is on, is the parent of
+    # the SDK's own call span, whose traceparent goes out with the request.
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")  # the `otel` extra
+    tracer = sdk.TracerProvider().get_tracer("kaiwa.tests")
+    with tracer.start_as_current_span("chat claude-test") as span:
+        _, error = await collect(settings_for(fake.base_url))
+
+    assert error is None
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert fake.requests[0].headers["traceparent"].split("-")[1] == trace_id
 
 
 @pytest.mark.parametrize("cancelled_while", ["awaiting-an-event", "handling-a-delta"])
