@@ -22,8 +22,9 @@ Deliberate choices:
   `messages.create`, so the same bytes go out (auth, `anthropic-version`, retries and status
   errors are the SDK's); but the streamed body is read by `kaiwa.llm.stream`: each event a
   dict, with no typed `RawMessageStreamEvent` and none of the SDK's per-event layers (an event
-  costs about 10 µs instead of 50, transport aside). An event is told by its data's `type`, where the API repeats
-  the `event:` name; one of type `error` is an in-stream error, as the SDK read it.
+  costs about 10 µs instead of 50, transport aside). An event is told by its data's `type`,
+  where the API repeats the `event:` name; one of type `error` is an in-stream error, as the
+  SDK read it.
 - The SDK's HTTP transport is aiohttp (`anthropic.DefaultAioHttpClient`, the SDK's own option)
   when it is installed: its C parser reads the body for a third of httpx's CPU time or less.
 """

@@ -12,8 +12,6 @@ and the state folds the bare text: a seventh of the cost per token.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from kaiwa.bus import EventLog
 from kaiwa.protocol import Event, ResponseState, encode_frame
@@ -42,20 +40,24 @@ class Emitter:
         self._granularity = 1.0
         self.finished = False
 
-    @contextmanager
-    def watching_idle(self, deadline: asyncio.Timeout, idle: float) -> Iterator[None]:
-        """Within this scope, push `deadline` forward by `idle` seconds on every event.
+    def watching_idle(self, deadline: asyncio.Timeout, idle: float) -> Emitter:
+        """For a `with` block: within it, push `deadline` forward by `idle` seconds on every
+        event.
 
         Outside it the deadline is left alone: once expired or exited it refuses to move, and
-        events still come after it (a late title, the terminal event).
+        events still come after it (a late title, the terminal event). The emitter is its own
+        context manager, not a generator's, which an answer would hold all along.
         """
         self._deadline, self._idle = deadline, idle
         self._granularity = min(1.0, idle / 10)
         self._pushed_at = asyncio.get_running_loop().time()
-        try:
-            yield
-        finally:
-            self._deadline = None
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._deadline = None
 
     async def delta(self, text: str) -> None:
         """Append one `response.output_text.delta`; see `emit`."""

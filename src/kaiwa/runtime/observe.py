@@ -127,7 +127,9 @@ class Observers:
         self._observers = observers
 
     def answer(self, info: AnswerInfo) -> AnswerWatch:
-        return _Watches([observer.answer(info) for observer in self._observers])
+        watches = [observer.answer(info) for observer in self._observers]
+        # One alone is its own watch: no `ExitStack` per model call for an open stream to hold.
+        return watches[0] if len(watches) == 1 else _Watches(watches)
 
 
 class _Watches:

@@ -16,7 +16,7 @@ from fastapi import Depends, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kaiwa import log_context
 from kaiwa.bus import EventLog
@@ -83,6 +83,17 @@ async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
 """A session that only reads: on SQLite it never waits for, or holds up, a writer."""
+
+
+async def _read_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.read_sessions
+    return sessions
+
+
+ReadSessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_read_sessions)]
+"""What `ReadSessionDep` comes from, for a route that answers with a stream to open its session
+itself: closed when the handler returns, it is not kept (nor is a dependency's clean-up) for
+as long as the stream is open."""
 
 
 async def _caller(request: Request) -> Caller:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -37,7 +37,6 @@ __all__ = [
     "RateLimiter",
     "StreamSlot",
     "create_limiter",
-    "holding",
     "too_many_answers",
     "too_many_requests",
 ]
@@ -185,17 +184,3 @@ class MemoryRateLimiter:
         stale = [k for k, b in self._buckets.items() if now - b.updated >= full_after]
         for key_id in stale:
             del self._buckets[key_id]
-
-
-async def holding(
-    slot: StreamSlot, body: AsyncGenerator[bytes, None]
-) -> AsyncGenerator[bytes, None]:
-    """`body`, releasing `slot` when it ends or the client goes away (closing `body` then)."""
-    try:
-        async for chunk in body:
-            yield chunk
-    finally:
-        try:
-            await slot.release()
-        finally:
-            await body.aclose()

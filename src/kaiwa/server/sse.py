@@ -11,7 +11,7 @@ error of its own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Protocol
 
 from starlette.responses import Response
@@ -122,10 +122,18 @@ class EventStream(Response):
 
     media_type = "text/event-stream; charset=utf-8"
 
-    def __init__(self, body: AsyncGenerator[bytes, None], headers: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        body: AsyncGenerator[bytes, None],
+        headers: Mapping[str, str],
+        release: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """`release` is awaited once the response is over, however it ended (a rate limiter's
+        slot, say)."""
         self.body_iterator = body
         self.status_code = 200
         self.background = None
+        self.release = release
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,8 +150,7 @@ class EventStream(Response):
 
         watcher = asyncio.create_task(watch())
         try:
-            start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-            await send(start)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for chunk in self.body_iterator:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -154,8 +161,18 @@ class EventStream(Response):
         finally:
             # Synchronous, so the watcher can no longer cancel this task once it is past here.
             watcher.cancel()
-            await self.body_iterator.aclose()
+            try:
+                if self.release is not None:
+                    await self.release()
+            finally:
+                await self.body_iterator.aclose()
 
 
-def sse_response(body: AsyncGenerator[bytes, None], response_id: str) -> EventStream:
-    return EventStream(body, headers={**SSE_HEADERS, "X-Kaiwa-Response-Id": response_id})
+def sse_response(
+    body: AsyncGenerator[bytes, None],
+    response_id: str,
+    release: Callable[[], Awaitable[object]] | None = None,
+) -> EventStream:
+    """The stream of `body`; `release` is awaited when it is over (see `EventStream`)."""
+    headers = {**SSE_HEADERS, "X-Kaiwa-Response-Id": response_id}
+    return EventStream(body, headers=headers, release=release)

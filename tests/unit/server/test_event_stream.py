@@ -22,6 +22,10 @@ class Probe:
     def __init__(self) -> None:
         self.closed = asyncio.Event()
         self.handler_went_on = asyncio.Event()
+        self.released = 0
+
+    async def release(self) -> None:
+        self.released += 1
 
     async def body(self, frames: int, then_wait: bool) -> AsyncGenerator[bytes, None]:
         try:
@@ -35,10 +39,11 @@ class Probe:
 
 def _app(probe: Probe) -> Starlette:
     async def endless(request: Request) -> EventStream:
-        return EventStream(probe.body(1, then_wait=True), headers={})
+        return EventStream(probe.body(1, then_wait=True), headers={}, release=probe.release)
 
     async def short(request: Request) -> EventStream:
-        return EventStream(probe.body(3, then_wait=False), headers={"X-Test": "yes"})
+        body = probe.body(3, then_wait=False)
+        return EventStream(body, headers={"X-Test": "yes"}, release=probe.release)
 
     class After:
         """Goes on after the response, on the same task: a stray cancel would land there."""
@@ -81,6 +86,9 @@ async def test_a_client_leaving_closes_the_body_at_once() -> None:
         # The connection is closed here; the server notices and closes the body.
         async with asyncio.timeout(5):
             await probe.closed.wait()
+            while not probe.released:  # noqa: ASYNC110 (released right after the body closes)
+                await asyncio.sleep(0.01)
+    assert probe.released == 1
 
 
 async def test_a_body_that_ends_ends_the_response_with_its_frames_and_headers() -> None:
@@ -94,6 +102,7 @@ async def test_a_body_that_ends_ends_the_response_with_its_frames_and_headers() 
     assert response.content == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
     assert again.content == response.content
     assert probe.closed.is_set()
+    assert probe.released == 2  # once per response
 
 
 async def test_no_cancel_is_left_pending_on_the_task_after_a_normal_end() -> None:

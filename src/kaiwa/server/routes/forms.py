@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from kaiwa.runtime.forms import FormSubmission
-from kaiwa.server.deps import CallerDep, KeyFirstRoute, ReadSessionDep, ServicesDep
+from kaiwa.server.deps import CallerDep, KeyFirstRoute, ReadSessionsDep, ServicesDep
 from kaiwa.server.idempotency import IdempotencyKeyHeader, claim_of
 from kaiwa.server.routes.messages import LastEventIdHeader, reply_once
 from kaiwa.server.routes.params import ChatId
@@ -25,7 +25,7 @@ async def submit_form(
     body: SubmitForm,
     caller: CallerDep,
     services: ServicesDep,
-    session: ReadSessionDep,
+    read_sessions: ReadSessionsDep,
     idempotency_key: IdempotencyKeyHeader = None,
     last_event_id: LastEventIdHeader = None,
 ) -> Response:
@@ -45,6 +45,7 @@ async def submit_form(
         ),
     )
     start = partial(services.runtime.submit_form, submission)
-    return await reply_once(
-        services, caller, session, submission.idempotency, start, body, last_event_id
-    )
+    async with read_sessions() as session:
+        return await reply_once(
+            services, caller, session, submission.idempotency, start, body, last_event_id
+        )

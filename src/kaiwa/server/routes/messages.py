@@ -17,6 +17,7 @@ from kaiwa.server.deps import (
     CallerDep,
     KeyFirstRoute,
     ReadSessionDep,
+    ReadSessionsDep,
     Services,
     ServicesDep,
     check_end_user,
@@ -24,7 +25,6 @@ from kaiwa.server.deps import (
 from kaiwa.server.envelope import ok
 from kaiwa.server.idempotency import IdempotencyKeyHeader, claim_of, find_earlier
 from kaiwa.server.pagination import PageDep, pagination
-from kaiwa.server.ratelimit import holding
 from kaiwa.server.replay import answer_outcome, parse_cursor, stream_answer
 from kaiwa.server.routes.files import file_url
 from kaiwa.server.routes.params import ChatId
@@ -78,7 +78,7 @@ async def send_message(
     body: SendMessage,
     caller: CallerDep,
     services: ServicesDep,
-    session: ReadSessionDep,
+    read_sessions: ReadSessionsDep,
     idempotency_key: IdempotencyKeyHeader = None,
     last_event_id: LastEventIdHeader = None,
 ) -> Response:
@@ -113,14 +113,15 @@ async def send_message(
         include_tool_tags=body.include_tool_tags,
         idempotency=claim_of(idempotency_key, "send", chat_id, body, settings.idempotency_ttl),
     )
-    if request.idempotency is None and last_event_id is not None:
-        repeated = await _repeated_turn(session, services, caller, chat_id, body)
-        if repeated is not None:
-            return await again(services, session, repeated, chat_id, last_event_id, body)
-    start = partial(services.runtime.start, request)
-    return await reply_once(
-        services, caller, session, request.idempotency, start, body, last_event_id
-    )
+    async with read_sessions() as session:
+        if request.idempotency is None and last_event_id is not None:
+            repeated = await _repeated_turn(session, services, caller, chat_id, body)
+            if repeated is not None:
+                return await again(services, session, repeated, chat_id, last_event_id, body)
+        start = partial(services.runtime.start, request)
+        return await reply_once(
+            services, caller, session, request.idempotency, start, body, last_event_id
+        )
 
 
 @router.post("/regenerate")
@@ -129,7 +130,7 @@ async def regenerate(
     body: Regenerate,
     caller: CallerDep,
     services: ServicesDep,
-    session: ReadSessionDep,
+    read_sessions: ReadSessionsDep,
     idempotency_key: IdempotencyKeyHeader = None,
     last_event_id: LastEventIdHeader = None,
 ) -> Response:
@@ -148,9 +149,10 @@ async def regenerate(
         ),
     )
     start = partial(services.runtime.start, request)
-    return await reply_once(
-        services, caller, session, request.idempotency, start, body, last_event_id
-    )
+    async with read_sessions() as session:
+        return await reply_once(
+            services, caller, session, request.idempotency, start, body, last_event_id
+        )
 
 
 async def reply_once(
@@ -272,4 +274,4 @@ async def reply(
         on_disconnect=cancel_on_disconnect if options.on_disconnect == "cancel" else None,
         open_streams=services.metrics.live_streams,
     )
-    return sse_response(holding(slot, body), started.response_id)
+    return sse_response(body, started.response_id, release=slot.release)

@@ -19,6 +19,7 @@ from kaiwa.server.deps import (
     CallerDep,
     KeyFirstRoute,
     ReadSessionDep,
+    ReadSessionsDep,
     ServicesDep,
     SessionDep,
     authenticate,
@@ -43,7 +44,7 @@ router = APIRouter(
 async def events(
     chat_id: ChatId,
     response_id: UUID,
-    session: ReadSessionDep,
+    read_sessions: ReadSessionsDep,
     services: ServicesDep,
     after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR)] = None,
     token: Annotated[str | None, Query()] = None,
@@ -52,18 +53,20 @@ async def events(
 ) -> Response:
     rid = str(response_id)
     cursor = parse_cursor(last_event_id, after)
-    if token is not None:
-        claims = services.signer.verify(token)
-        if claims is None or claims.response_id != rid or claims.chat_id != chat_id:
-            raise ApiError(
-                ErrorCode.PERMISSION_DENIED, "Invalid or expired resume token for this response"
-            )
-        record = None
-    else:
-        caller = await authenticate(session, x_api_key)
-        await services.limiter.check_request(caller.key_id)
-        record = await _record(session, caller.workspace_id, chat_id, rid, services.metrics)
-    return await stream_answer(services, session, rid, chat_id, cursor, record)
+    async with read_sessions() as session:
+        if token is not None:
+            claims = services.signer.verify(token)
+            if claims is None or claims.response_id != rid or claims.chat_id != chat_id:
+                raise ApiError(
+                    ErrorCode.PERMISSION_DENIED,
+                    "Invalid or expired resume token for this response",
+                )
+            record = None
+        else:
+            caller = await authenticate(session, x_api_key)
+            await services.limiter.check_request(caller.key_id)
+            record = await _record(session, caller.workspace_id, chat_id, rid, services.metrics)
+        return await stream_answer(services, session, rid, chat_id, cursor, record)
 
 
 @router.get("")
