@@ -128,8 +128,8 @@ class EventStream(Response):
         headers: Mapping[str, str],
         release: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
-        """`release` is awaited once the response is over, however it ended (a rate limiter's
-        slot, say)."""
+        """`release` is awaited once, as soon as the body has ended (before the response's end
+        reaches the client) or the client has left: a rate limiter's slot, say."""
         self.body_iterator = body
         self.status_code = 200
         self.background = None
@@ -153,6 +153,7 @@ class EventStream(Response):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for chunk in self.body_iterator:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self._release()  # a client that saw the end may ask again at once
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             # Ours (the client left): the response is over. Anyone else's: pass it on.
@@ -162,10 +163,14 @@ class EventStream(Response):
             # Synchronous, so the watcher can no longer cancel this task once it is past here.
             watcher.cancel()
             try:
-                if self.release is not None:
-                    await self.release()
+                await self._release()
             finally:
                 await self.body_iterator.aclose()
+
+    async def _release(self) -> None:
+        release, self.release = self.release, None
+        if release is not None:
+            await release()
 
 
 def sse_response(
@@ -173,6 +178,6 @@ def sse_response(
     response_id: str,
     release: Callable[[], Awaitable[object]] | None = None,
 ) -> EventStream:
-    """The stream of `body`; `release` is awaited when it is over (see `EventStream`)."""
+    """The stream of `body`; `release` is awaited when it ends (see `EventStream`)."""
     headers = {**SSE_HEADERS, "X-Kaiwa-Response-Id": response_id}
     return EventStream(body, headers=headers, release=release)
