@@ -140,6 +140,8 @@ class RecordedRequest:
     """Lower-case names, as Starlette gives them."""
     disconnected: bool = False
     """The client went away before the reply ended."""
+    client_port: int | None = None
+    """The client's end of the connection: the same for requests on a reused connection."""
 
 
 class FakeOpenAI:
@@ -221,7 +223,8 @@ class FakeOpenAI:
 
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
-        recorded = RecordedRequest(body=body, headers=dict(request.headers))
+        port = request.client.port if request.client is not None else None
+        recorded = RecordedRequest(body=body, headers=dict(request.headers), client_port=port)
         self.requests.append(recorded)
         behaviour = _next_behaviour(self._routes, self._queue, self.default, body)
         if isinstance(behaviour, Status):
@@ -367,7 +370,8 @@ def _splice_fault(reply: Reply, steps: list[_Step]) -> None:
         if not reply.before_headers:
             steps.insert(at, _Pause(reply.seconds))
     elif isinstance(reply, Malformed):
-        steps.insert(at, f"data: {reply.data}\n\n".encode())
+        # surrogateescape: a test can send bytes that are not UTF-8 ("\udcff" is 0xFF).
+        steps.insert(at, f"data: {reply.data}\n\n".encode("utf-8", "surrogateescape"))
     else:
         del steps[at:]
         steps.append(_AbruptClose())

@@ -273,6 +273,30 @@ async def test_an_error_sent_inside_the_stream_fails_with_its_code_not_its_messa
     )
 
 
+async def test_a_data_line_that_is_not_utf8_is_malformed(fake: FakeOpenAI) -> None:
+    fake.enqueue(Malformed(chunks=["営業", "時間"], after_chunks=1, data="\udcff"))
+
+    events, error = await collect(settings_for(fake.base_url))
+
+    assert events == [TextDelta("営業")]
+    assert error is not None
+    assert "malformed" in error.message
+
+
+async def test_the_connection_serves_the_next_answer_once_one_has_ended(fake: FakeOpenAI) -> None:
+    # An answer that ended leaves its connection in the pool for the next one.
+    model = OpenAIModel("fake", "gpt-test", settings_for(fake.base_url))
+    try:
+        for _ in range(2):
+            assert [e async for e in model.stream(ASK) if isinstance(e, TextDelta)]
+    finally:
+        await model.aclose()
+
+    first, second = fake.requests
+    assert first.client_port is not None
+    assert second.client_port == first.client_port
+
+
 async def test_abrupt_close_mid_stream_fails_as_partial(fake: FakeOpenAI) -> None:
     fake.enqueue(CloseAbruptly(chunks=["営業", "時間は", "9時"], after_chunks=2))
 
