@@ -57,7 +57,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import resource
 import secrets
@@ -70,7 +69,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
@@ -806,14 +804,8 @@ def main() -> None:
         print(f"{time.monotonic() - started:5.0f}s servers up", flush=True)
         measured = asyncio.run(Bench(servers, model_url, model_pid).run_all(scenarios))
     report: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
-        f"Python {platform.python_version()}",
-        "set": "quick" if args.quick else "full",
+        **run.run_facts(quick=args.quick, load_before=load_before, started=started),
         "versions": versions,
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "wall_s": round(time.monotonic() - started, 1),
         **measured,
     }
     (args.out / "peers.json").write_text(json.dumps(report, indent=2))

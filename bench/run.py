@@ -175,21 +175,27 @@ def main() -> None:
             also["kaiwa+redis"] = (redis_pid,)
         bench = Bench(floor_url, floor_pid, kaiwas, model_url, model_pid, also)
         report = asyncio.run(bench.run_all(plan))
-    report |= {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
-        f"Python {platform.python_version()}",
-        "set": "quick" if args.quick else "full",
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "wall_s": round(time.monotonic() - started, 1),
-    }
+    report |= run_facts(quick=args.quick, load_before=load_before, started=started)
     (args.out / "latest.json").write_text(json.dumps(report, indent=2))
     text = markdown(report)
     (args.out / "latest.md").write_text(text)
     print()
     print(text)
     _plot(report, args.out / "latest.png")
+
+
+def run_facts(*, quick: bool, load_before: tuple[float, ...], started: float) -> dict[str, Any]:
+    """When, where and how long a run was, for its report: the date, the machine, the set,
+    the load average before and now, the wall time since `started` (monotonic)."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}",
+        "set": "quick" if quick else "full",
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "wall_s": round(time.monotonic() - started, 1),
+    }
 
 
 class Bench:
