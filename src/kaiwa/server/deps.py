@@ -16,7 +16,7 @@ from fastapi import Depends, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kaiwa import log_context
 from kaiwa.bus import EventLog
@@ -30,7 +30,7 @@ from kaiwa.runtime.tools.toolbox import Toolbox
 from kaiwa.server.metrics import Metrics
 from kaiwa.server.ratelimit import RateLimiter
 from kaiwa.store import workspaces
-from kaiwa.store.db import now, utc
+from kaiwa.store.db import engine_of, now, utc
 from kaiwa.store.keys import hash_key
 from kaiwa.store.models import ApiKey, Workspace
 
@@ -107,39 +107,48 @@ async def _caller(request: Request) -> Caller:
 async def _authenticate_request(request: Request) -> Caller:
     """The `x-api-key` header's caller, counted against its rate limit; else 401 or 429."""
     services: Services = request.app.state.services
-    async with request.app.state.read_sessions() as session:
-        caller = await authenticate(session, request.headers.get("x-api-key"))
+    caller = await authenticate(
+        engine_of(request.app.state.read_sessions), request.headers.get("x-api-key")
+    )
     log_context.bind(workspace_id=caller.workspace_id)  # for the rest of the request's log lines
     await services.limiter.check_request(caller.key_id)
     return caller
 
 
-# Every request's statement, built once.
+# Every request's statement, built once: columns, not the ORM entity, on a connection of its own
+# (no session) — it runs before every authenticated request.
 _KEY = (
-    select(ApiKey, Workspace.whitelist_mode)
+    select(
+        ApiKey.id,
+        ApiKey.workspace_id,
+        ApiKey.scope,
+        ApiKey.revoked_at,
+        ApiKey.expires_at,
+        Workspace.whitelist_mode,
+    )
     .join(Workspace, Workspace.id == ApiKey.workspace_id)
     .where(ApiKey.key_hash == bindparam("key_hash"))
 )
 
 
-async def authenticate(session: AsyncSession, x_api_key: str | None) -> Caller:
-    """The caller behind an API key; raises 401/10001 naming what is wrong with the key."""
+async def authenticate(engine: AsyncEngine, x_api_key: str | None) -> Caller:
+    """The caller behind an API key, read on a connection of `engine` (a read-only one);
+    raises 401/10001 naming what is wrong with the key."""
     if not x_api_key:
         raise ApiError(
             ErrorCode.PERMISSION_DENIED, "Missing API key: send it in the x-api-key header"
         )
-    row = (await session.execute(_KEY, {"key_hash": hash_key(x_api_key)})).first()
-    # Nothing read here is written: end the read transaction before the route's own work.
-    await session.commit()
+    async with engine.connect() as connection:
+        row = (await connection.execute(_KEY, {"key_hash": hash_key(x_api_key)})).first()
     if row is None:
         raise ApiError(ErrorCode.PERMISSION_DENIED, "Invalid API key")
-    key, whitelist_mode = row
-    if key.revoked_at is not None:
+    key_id, workspace_id, scope, revoked_at, expires_at, whitelist_mode = row
+    if revoked_at is not None:
         raise ApiError(ErrorCode.PERMISSION_DENIED, "This API key has been revoked")
-    if key.expires_at is not None and utc(key.expires_at) <= now():
+    if expires_at is not None and utc(expires_at) <= now():
         raise ApiError(ErrorCode.PERMISSION_DENIED, "This API key has expired")
     return Caller(
-        key_id=key.id, workspace_id=key.workspace_id, scope=key.scope, whitelist_mode=whitelist_mode
+        key_id=key_id, workspace_id=workspace_id, scope=scope, whitelist_mode=whitelist_mode
     )
 
 

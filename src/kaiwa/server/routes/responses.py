@@ -29,7 +29,7 @@ from kaiwa.server.metrics import Metrics
 from kaiwa.server.replay import MAX_CURSOR, parse_cursor, stream_answer
 from kaiwa.server.routes.params import ChatId
 from kaiwa.store import responses
-from kaiwa.store.db import iso
+from kaiwa.store.db import engine_of, iso
 from kaiwa.store.models import Message
 from kaiwa.store.models import Response as ResponseRecord
 
@@ -63,7 +63,7 @@ async def events(
                 )
             record = None
         else:
-            caller = await authenticate(session, x_api_key)
+            caller = await authenticate(engine_of(read_sessions), x_api_key)
             await services.limiter.check_request(caller.key_id)
             record = await _record(session, caller.workspace_id, chat_id, rid, services.metrics)
         return await stream_answer(services, session, rid, chat_id, cursor, record)
