@@ -530,9 +530,11 @@ class Runtime:
         for attempt in range(5):
             try:
                 async with transaction(self._sessions) as session:
+                    # Core statements on the connection: they read nothing left pending.
+                    connection = await session.connection()
                     # First, and only if the answer is still ours: never over another's ending.
                     if not await responses.finish(
-                        session,
+                        connection,
                         turn.response_id,
                         owner=self._owner,
                         status=status,
@@ -541,7 +543,7 @@ class Runtime:
                         error=None if error is None else (int(error[0]), error[1]),
                     ):
                         raise _Superseded
-                    meta = await messages.meta_of(session, turn.assistant_message_id)
+                    meta = await messages.meta_of(connection, turn.assistant_message_id)
                     if meta is None:
                         return
                     meta |= {
@@ -556,7 +558,11 @@ class Runtime:
                             "status": "pending",
                         }
                     await messages.store_answer(
-                        session, turn.assistant_message_id, content=text, status=status, meta=meta
+                        connection,
+                        turn.assistant_message_id,
+                        content=text,
+                        status=status,
+                        meta=meta,
                     )
                 return
             except OperationalError:

@@ -19,8 +19,11 @@ from kaiwa.llm import ChatMessage, ToolCall
 from kaiwa.protocol import ApiError, ErrorCode, ResponseCreated
 from kaiwa.store import agents, batches, chats, files, messages, responses, workspaces
 from kaiwa.store import idempotency as idempotency_keys
+from kaiwa.store.agents import AgentRef
+from kaiwa.store.chats import TurnChat
 from kaiwa.store.idempotency import Claim
-from kaiwa.store.models import Agent, Chat, FormRequest, Message
+from kaiwa.store.messages import Earlier
+from kaiwa.store.models import FormRequest, Message
 
 HISTORY_MESSAGES = 40
 """How many earlier messages of the chat the model sees."""
@@ -165,7 +168,7 @@ async def store_turn(
         earlier = await messages.history(session, chat.id, limit=HISTORY_MESSAGES)
         group_id = f"cvg-{uuid.uuid4()}"
         message_id = await messages.insert_message(
-            session,
+            await session.connection(),
             chat_id=chat.id,
             group_id=group_id,
             role="user",
@@ -202,13 +205,16 @@ async def claim_key(
         )
 
 
-_PENDING_FORMS = select(FormRequest).where(
-    FormRequest.chat_id == bindparam("chat_id"), FormRequest.status == "pending"
-)
+_PENDING = (FormRequest.chat_id == bindparam("chat_id"), FormRequest.status == "pending")
+_ANY_PENDING = select(FormRequest.id).where(*_PENDING).limit(1)
+_PENDING_FORMS = select(FormRequest).where(*_PENDING)
 
 
 async def expire_forms(session: AsyncSession, chat_id: int) -> None:
     """A new turn moves the chat on: forms still waiting for values can no longer be answered."""
+    connection = await session.connection()  # most turns have none: no entities to load
+    if (await connection.execute(_ANY_PENDING, {"chat_id": chat_id})).first() is None:
+        return
     for form in await session.scalars(_PENDING_FORMS, {"chat_id": chat_id}):
         form.status = "expired"
         asked = await session.get(Message, form.message_id)
@@ -218,8 +224,8 @@ async def expire_forms(session: AsyncSession, chat_id: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class OpenedChat:
-    chat: Chat
-    agent: Agent
+    chat: TurnChat
+    agent: AgentRef
     snapshot: dict[str, Any]
     """The agent's published version: what the turn runs."""
 
@@ -238,7 +244,9 @@ async def open_chat(
 
     `agent_id`, when given, must be the chat's agent. Raises `ApiError` or `ChatBusy`.
     """
-    chat = await session.get(Chat, chat_id, with_for_update=True)
+    # Columns on the session's connection: a turn's statements run on the hot path.
+    connection = await session.connection()
+    chat = await chats.lock_for_turn(connection, chat_id)
     if chat is None or chat.workspace_id != workspace_id:
         raise ApiError(ErrorCode.NOT_FOUND, f"Chat {chat_id} not found")
     # Removing a user from the whitelist closes their chats to everyone.
@@ -252,14 +260,14 @@ async def open_chat(
             "History agent mismatch: agent_id must be the agent this chat was created with "
             f"({chat.agent_id})",
         )
-    agent = await agents.get_agent(session, workspace_id, chat.agent_id)
+    agent = await agents.live_agent(connection, workspace_id, chat.agent_id)
     if agent is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"Agent {chat.agent_id} not found")
     version = await agents.published_version(session, agent)
     if version is None:
         raise ApiError(ErrorCode.NOT_FOUND, "Agent version not found: publish the agent first")
     check_tools(list(version.snapshot.get("unified_tools") or []))
-    running = await responses.running_on_chat(session, chat.id)
+    running = await responses.running_on_chat(connection, chat.id)
     if running is not None:
         raise ChatBusy(chat.id, running)
     return OpenedChat(chat=chat, agent=agent, snapshot=version.snapshot)
@@ -271,7 +279,7 @@ async def start_answer(
     question: Question,
     *,
     response_id: str,
-    earlier: list[Message],
+    earlier: list[Earlier],
     attachments: tuple[str, ...],
     include_tool_tags: bool,
     owner: str,
@@ -282,8 +290,9 @@ async def start_answer(
 ) -> tuple[Turn, ResponseCreated]:
     """Store the in-progress answer to `question` and its response record."""
     chat, agent, snapshot = opened.chat, opened.agent, opened.snapshot
+    connection = await session.connection()  # inserts only: nothing pending to flush first
     assistant_message_id = await messages.insert_message(
-        session,
+        connection,
         chat_id=chat.id,
         group_id=question.group_id,
         role="assistant",
@@ -293,7 +302,7 @@ async def start_answer(
         response_id=response_id,
     )
     await responses.insert_response(
-        session,
+        connection,
         response_id=response_id,
         chat_id=chat.id,
         workspace_id=chat.workspace_id,
@@ -304,7 +313,7 @@ async def start_answer(
         owner=owner,
         trace_context=trace_context,
     )
-    await chats.touch(session, chat.id)
+    await chats.touch(connection, chat.id)
     turn = Turn(
         response_id=response_id,
         chat_id=chat.id,
@@ -336,7 +345,7 @@ async def start_answer(
     return turn, created
 
 
-def context(earlier: list[Message]) -> list[ChatMessage]:
+def context(earlier: list[Earlier]) -> list[ChatMessage]:
     """Earlier turns as model messages: the questions, and the answers that stand.
 
     Superseded answers (regenerated since), failed ones and empty ones are left out. A form the
@@ -357,7 +366,7 @@ def context(earlier: list[Message]) -> list[ChatMessage]:
             message.role == "assistant"
             and message.content
             and message.status in ("completed", "cancelled")
-            and not (message.meta or {}).get("superseded")
+            and not meta.get("superseded")
         ):
             out.append(ChatMessage("assistant", message.content))
     return out

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kaiwa.store.db import new_id, now, paginate
+from kaiwa.store.db import Db, new_id, now, paginate
 from kaiwa.store.models import Agent, AgentVersion
 
 #: The fields a version snapshots; an update may change any of them.
@@ -50,6 +50,28 @@ async def get_agent(session: AsyncSession, workspace_id: str, agent_id: str) -> 
     if agent is None or agent.workspace_id != workspace_id or agent.deleted_at is not None:
         return None
     return agent
+
+
+class AgentRef(NamedTuple):
+    """An agent as a turn needs it: which version its chats run."""
+
+    id: str
+    published_version: int | None
+
+
+_LIVE = select(Agent.id, Agent.published_version).where(
+    Agent.id == bindparam("agent_id"),
+    Agent.workspace_id == bindparam("workspace_id"),
+    Agent.deleted_at.is_(None),
+)
+
+
+async def live_agent(session: Db, workspace_id: str, agent_id: str) -> AgentRef | None:
+    """`get_agent` for a turn: the agent's id and published version number, not the entity."""
+    row = (
+        await session.execute(_LIVE, {"agent_id": agent_id, "workspace_id": workspace_id})
+    ).first()
+    return None if row is None else AgentRef(*row)
 
 
 async def list_agents(
@@ -105,7 +127,7 @@ async def publish(session: AsyncSession, agent: Agent) -> AgentVersion:
     return version
 
 
-async def published_version(session: AsyncSession, agent: Agent) -> AgentVersion | None:
+async def published_version(session: AsyncSession, agent: Agent | AgentRef) -> AgentVersion | None:
     """The version chats of `agent` run. A version never changes once published (publishing
     makes a new one), so each is read once per process and kept (a few thousand at most); the
     caller must not modify it."""

@@ -12,12 +12,12 @@ in this chat and in no other goes with it (it would only wait for its expiry oth
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Literal, NamedTuple, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Table, bindparam, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kaiwa.store.db import now, paginate
+from kaiwa.store.db import Db, now, paginate
 from kaiwa.store.models import (
     Base,
     Chat,
@@ -39,7 +39,31 @@ _TOUCH = (
 )
 
 
-async def touch(session: AsyncSession, chat_id: int) -> None:
+class TurnChat(NamedTuple):
+    """What a new turn reads of its chat."""
+
+    id: int
+    workspace_id: str
+    agent_id: str
+    external_user_id: str | None
+    auto_title: bool
+
+
+_FOR_TURN = (
+    select(Chat.id, Chat.workspace_id, Chat.agent_id, Chat.external_user_id, Chat.auto_title)
+    .where(Chat.id == bindparam("chat_id"))
+    .with_for_update()
+)
+
+
+async def lock_for_turn(session: Db, chat_id: int) -> TurnChat | None:
+    """The chat, locked for a new turn until the transaction ends (a row lock on PostgreSQL;
+    on SQLite the transaction's writer lock holds the whole database)."""
+    row = (await session.execute(_FOR_TURN, {"chat_id": chat_id})).first()
+    return None if row is None else TurnChat(*row)
+
+
+async def touch(session: Db, chat_id: int) -> None:
     """The chat moved on now (its `updated_at`)."""
     await session.execute(_TOUCH, {"chat_id": chat_id, "now": now()})
 

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Integer, Table, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kaiwa.store.db import now, paginate
+from kaiwa.store.db import Db, now, paginate
 from kaiwa.store.models import Message
+
+
+class Earlier(NamedTuple):
+    """An earlier message of a chat, as the model's context needs it."""
+
+    role: str
+    content: str
+    status: str
+    meta: dict[str, Any]
+
 
 # Statements of every turn, built once.
 _messages = cast(Table, Message.__table__)
 _HISTORY = (
-    select(Message)
+    select(Message.role, Message.content, Message.status, Message.meta)
     .where(Message.chat_id == bindparam("chat_id"))
     .order_by(Message.id.desc())
     .limit(bindparam("limit", type_=Integer))
@@ -33,7 +43,7 @@ _STORE_ANSWER = (
 
 
 async def insert_message(
-    session: AsyncSession,
+    session: Db,
     *,
     chat_id: int,
     group_id: str,
@@ -57,14 +67,14 @@ async def insert_message(
     return int((await session.execute(_INSERT, values)).scalar_one())
 
 
-async def meta_of(session: AsyncSession, message_id: int) -> dict[str, Any] | None:
+async def meta_of(session: Db, message_id: int) -> dict[str, Any] | None:
     """A message's `meta`; None if there is no such message."""
     row = (await session.execute(_META, {"message_id": message_id})).first()
     return None if row is None else dict(row.meta or {})
 
 
 async def store_answer(
-    session: AsyncSession, message_id: int, *, content: str, status: str, meta: dict[str, Any]
+    session: Db, message_id: int, *, content: str, status: str, meta: dict[str, Any]
 ) -> None:
     """An answer's outcome: its whole text, final status and meta."""
     values = {"message_id": message_id, "new_content": content, "new_status": status}
@@ -80,13 +90,16 @@ async def list_messages(
 
 async def history(
     session: AsyncSession, chat_id: int, *, limit: int, before: int | None = None
-) -> list[Message]:
-    """The chat's last `limit` messages (those before message `before`, if given), oldest first."""
+) -> list[Earlier]:
+    """The chat's last `limit` messages (those before message `before`, if given), oldest first:
+    columns, not entities, since a turn reads up to `limit` of them."""
     query, values = _HISTORY, {"chat_id": chat_id, "limit": limit}
     if before is not None:
         query, values = _HISTORY_BEFORE, values | {"before": before}
-    rows = await session.scalars(query, values)
-    return list(reversed(list(rows)))
+    rows = (await session.execute(query, values)).all()
+    return [
+        Earlier(role, content, status, meta or {}) for role, content, status, meta in rows[::-1]
+    ]
 
 
 async def last_user_message(session: AsyncSession, chat_id: int) -> Message | None:

@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kaiwa.store.db import now
+from kaiwa.store.db import Db, now
 from kaiwa.store.models import Message, Response
 
 # Statements of every turn, built once.
@@ -55,7 +55,7 @@ async def get_response(
 
 
 async def insert_response(
-    session: AsyncSession,
+    session: Db,
     *,
     response_id: str,
     chat_id: int,
@@ -85,7 +85,7 @@ async def insert_response(
     await session.execute(_INSERT, values)
 
 
-async def running_on_chat(session: AsyncSession, chat_id: int) -> str | None:
+async def running_on_chat(session: Db, chat_id: int) -> str | None:
     """The id of the response in progress on the chat, if any."""
     return (await session.execute(_RUNNING, {"chat_id": chat_id})).scalar()
 
@@ -102,7 +102,7 @@ async def latest_on_chat(session: AsyncSession, chat_id: int) -> Response | None
 
 
 async def finish(
-    session: AsyncSession,
+    session: Db,
     response_id: str,
     *,
     owner: str,
