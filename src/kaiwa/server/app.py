@@ -38,7 +38,7 @@ from kaiwa.server.deps import Services
 from kaiwa.server.idempotency import PURGE_INTERVAL
 from kaiwa.server.limits import BodyLimitMiddleware
 from kaiwa.server.metrics import Metrics
-from kaiwa.server.metrics_http import MetricsMiddleware
+from kaiwa.server.metrics_http import HttpMetrics
 from kaiwa.server.metrics_observer import MetricsObserver
 from kaiwa.server.ratelimit import create_limiter
 from kaiwa.server.request_id import RequestIdMiddleware
@@ -349,9 +349,9 @@ def create_app(
         allow_headers=["*"],
         expose_headers=["X-Kaiwa-Response-Id", "Idempotent-Replayed", "X-Request-ID"],
     )
-    # Outside the others: CORS preflights, 413s and unhandled errors carry the id too.
-    app.add_middleware(RequestIdMiddleware)
-    if settings.metrics_enabled:
-        # Last, so outermost: it times and counts what every other middleware answers too.
-        app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outside the others: CORS preflights, 413s and unhandled errors carry the id too, and are
+    # counted and timed; it also writes the bodies of SSE streams (see `request_id`).
+    app.add_middleware(
+        RequestIdMiddleware, metrics=HttpMetrics(metrics) if settings.metrics_enabled else None
+    )
     return app

@@ -1,7 +1,7 @@
-"""HTTP metrics, as pure ASGI middleware: requests by route template, method and status, and
-how long each took to answer.
+"""HTTP metrics: requests by route template, method and status, and how long each took to
+answer. Recorded by the outermost middleware, which also sets `request_started`:
 
-    app.add_middleware(MetricsMiddleware, metrics=metrics)    # added last: the outermost
+    app.add_middleware(RequestIdMiddleware, metrics=HttpMetrics(metrics))
 
 The route is the matched route's path template (`/api/v1/chats/{chat_id}/messages`), never the
 raw path; a request no route matched is `unmatched`. The duration runs from the request's
@@ -20,11 +20,11 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from kaiwa.server.metrics import Metrics
 
-__all__ = ["UNMATCHED", "MetricsMiddleware", "request_started"]
+__all__ = ["UNMATCHED", "HttpMetrics", "request_started"]
 
 UNMATCHED = "unmatched"
 """The route label of a request no route matched."""
@@ -34,37 +34,19 @@ request_started: ContextVar[float | None] = ContextVar("kaiwa_request_started", 
 """`time.perf_counter()` at the arrival of the request being handled, if any."""
 
 
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
+class HttpMetrics:
+    """Counts and times requests; the outermost middleware (`RequestIdMiddleware`) calls it.
+
+    One middleware does both, so that each request goes through one frame and one `send`
+    wrapper of kaiwa's, and an open stream keeps only those.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
         self._requests = metrics.http_requests
         self._duration = metrics.http_duration
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        answered = False
-
-        async def send_and_count(message: Message) -> None:
-            nonlocal answered
-            if not answered and message["type"] == "http.response.start":
-                answered = True
-                self._record(scope, message["status"], started)
-            await send(message)
-
-        token = request_started.set(started)
-        try:
-            await self.app(scope, receive, send_and_count)
-        except Exception:
-            if not answered:
-                self._record(scope, 500, started)
-            raise
-        finally:
-            request_started.reset(token)
-
-    def _record(self, scope: Scope, status: int, started: float) -> None:
+    def record(self, scope: Scope, status: int, started: float) -> None:
+        """A response's status line, `started` being `time.perf_counter()` at its arrival."""
         route = scope.get("route")
         template = getattr(route, "path_format", None) or UNMATCHED
         method = scope["method"] if scope["method"] in _METHODS else "other"

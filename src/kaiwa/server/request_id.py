@@ -1,7 +1,12 @@
 """`X-Request-ID`: every request has an id, the client's or a new one, that every log line
 written for it carries and that its response returns, streams included.
 
-    app.add_middleware(RequestIdMiddleware)      # after the others: the outermost
+    app.add_middleware(RequestIdMiddleware, metrics=HttpMetrics(metrics))  # last: outermost
+
+The same middleware, kaiwa's outermost, counts and times the request when given `metrics` (it
+sees what every other middleware answers too), and writes the body of an SSE stream once the
+layers inside it have returned (`kaiwa.server.sse.detached`): one frame and one `send` wrapper
+of kaiwa's per request, the only ones an open stream keeps.
 
 An incoming id is kept when it is short printable ASCII (1-128 characters, no space): anything
 else is replaced, so that a client can neither forge a log line nor bloat every one. A new id is
@@ -17,6 +22,7 @@ is then left bound, so that those log lines carry it too (the task ends with the
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kaiwa import log_context
 from kaiwa.protocol import ErrorCode
 from kaiwa.server.errors import error_response
+from kaiwa.server.metrics_http import HttpMetrics, request_started
+from kaiwa.server.sse import detached
 
 __all__ = ["HEADER", "RequestIdMiddleware", "incoming_request_id"]
 
@@ -41,34 +49,45 @@ def incoming_request_id(value: bytes | None) -> str | None:
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        metrics = self.metrics
+        arrived = time.perf_counter()
         given = next((value for name, value in scope["headers"] if name == _HEADER), None)
         request_id = incoming_request_id(given) or uuid.uuid4().hex
         token = log_context.bind(request_id=request_id)
+        timing = request_started.set(arrived) if metrics is not None else None
         started = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
-            if message["type"] == "http.response.start":
+            if not started and message["type"] == "http.response.start":
                 started = True
                 headers = [*message.get("headers", ()), (_HEADER, request_id.encode())]
                 for name, value in headers:
                     if name.lower() == _RESPONSE_ID:
                         log_context.bind(response_id=value.decode("latin-1"))
                 message = {**message, "headers": headers}
+                if metrics is not None:
+                    metrics.record(scope, message["status"], arrived)
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            stream = await detached(self.app, scope, receive, send_with_id)
+            if stream is not None:
+                await stream.write(receive, send)
         except Exception:
             if not started:
                 response = error_response(500, int(ErrorCode.SERVER_ERROR), "Internal server error")
                 await response(scope, receive, send_with_id)
             raise
+        finally:
+            if timing is not None:
+                request_started.reset(timing)
         log_context.reset(token)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from typing import Protocol
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kaiwa.bus import EventLog
 from kaiwa.protocol import ErrorCode, ResponseError
@@ -25,6 +26,8 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+_DETACH = "kaiwa.detach"
+"""The scope key where `detached` takes a stream's body."""
 # How long past the producer's own idle timeout the writer waits before giving up on the log.
 _GRACE = 5.0
 
@@ -118,6 +121,12 @@ class EventStream(Response):
     request takes a millisecond or two to build. Here the request's task writes at once, and a
     small watcher task cancels it when the client goes away (the body's `finally` runs then,
     e.g. `follow`'s `on_disconnect`).
+
+    Under `detached` (kaiwa's outermost middleware), the status line and headers go out
+    through every layer, then the body is left to that middleware and written there, after the
+    layers in between (routing, FastAPI's dependency scopes, CORS, the body limit) have
+    returned: an open stream no longer holds their frames, its request and parsed body, and
+    each frame skips their `send` wrappers. Only the start of a response is theirs to change.
     """
 
     media_type = "text/event-stream; charset=utf-8"
@@ -135,42 +144,95 @@ class EventStream(Response):
         self.background = None
         self.release = release
         self.init_headers(headers)
+        self._gone = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detach: Callable[[EventStream], None] | None = scope.get(_DETACH)
+        if detach is None:
+            await self.write(receive, send, started=False)
+            return
+        try:
+            await send(self._start())
+        except BaseException:
+            await self.abandon()
+            raise
+        detach(self)
+
+    def _start(self) -> Message:
+        start: Message = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+        self.raw_headers = []  # sent: an open stream need not keep them
+        return start
+
+    async def write(self, receive: Receive, send: Send, *, started: bool = True) -> None:
+        """The body, to its end or the client's; after the start, unless `started` is False.
+        Called by `detached`'s caller for a stream that left its body to it."""
         writer = asyncio.current_task()
         assert writer is not None
-        gone = False
-
-        async def watch() -> None:
-            nonlocal gone
-            while (await receive())["type"] != "http.disconnect":
-                continue
-            gone = True
-            writer.cancel()
-
-        watcher = asyncio.create_task(watch())
+        watcher = asyncio.create_task(self._watch(receive, writer))
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            if not started:
+                await send(self._start())
             async for chunk in self.body_iterator:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await self._release()  # a client that saw the end may ask again at once
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             # Ours (the client left): the response is over. Anyone else's: pass it on.
-            if not gone or writer.uncancel() > 0:
+            if not self._gone or writer.uncancel() > 0:
                 raise
         finally:
             # Synchronous, so the watcher can no longer cancel this task once it is past here.
             watcher.cancel()
-            try:
-                await self._release()
-            finally:
-                await self.body_iterator.aclose()
+            await self.abandon()
+
+    async def _watch(self, receive: Receive, writer: asyncio.Task[object]) -> None:
+        # A method, not a closure: an open stream keeps no function and cells for it.
+        while (await receive())["type"] != "http.disconnect":
+            continue
+        self._gone = True
+        writer.cancel()
+
+    async def abandon(self) -> None:
+        """Release and close the body without writing it (also the end of every stream)."""
+        try:
+            await self._release()
+        finally:
+            await self.body_iterator.aclose()
 
     async def _release(self) -> None:
         release, self.release = self.release, None
         if release is not None:
             await release()
+
+
+async def detached(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> EventStream | None:
+    """`await app(scope, receive, send)`; then the `EventStream` that sent its start in it and
+    left its body to the caller, if one did: `await stream.write(receive, send)`.
+
+    For kaiwa's outermost middleware, which writes the body with the `send` it was given (past
+    the start its own wrapper has nothing left to do) once every layer inside has returned. A
+    nested call leaves the stream to the outermost one.
+    """
+    if _DETACH in scope:
+        await app(scope, receive, send)
+        return None
+    streams: list[EventStream] = []
+    scope[_DETACH] = streams.append
+    try:
+        await app(scope, receive, send)
+    except BaseException:
+        if streams:
+            await streams.pop().abandon()
+        raise
+    finally:
+        del scope[_DETACH]
+    if not streams:
+        return None
+    # The exit stacks of the layers that returned are spent, but their scope keys would keep
+    # them (FastAPI's three: ~2 KB) for as long as the stream.
+    for key in [key for key, value in scope.items() if isinstance(value, AsyncExitStack)]:
+        del scope[key]
+    return streams.pop()
 
 
 def sse_response(
