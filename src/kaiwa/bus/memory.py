@@ -9,7 +9,9 @@
 Deliberate choices:
 
 * A waiting reader parks one future on its log, which the next append resolves (what
-  `asyncio.Condition` does, without the lock), and one timer for its timeout: no task per read.
+  `asyncio.Condition` does, without the lock): no task per read. Its timeout is a deadline
+  among those of the same length (`kaiwa.deadlines`), not a timer of its own: readers all wait
+  the ping interval, and a timer costs more than the rest of a parked read.
 * Expiry needs no timer per log. Finished logs are kept in the order they finished and open
   logs in the order of their last append; since retention and max age are constants, the
   oldest of each is the first to expire, and a sweep looks only at those. It runs on each
@@ -29,8 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kaiwa.bus.base import LogFinished, LogFull, LogNotFound, LogRead
+from kaiwa.deadlines import Deadlines
 
 __all__ = ["LogStats", "MemoryEventLog"]
+
+_WAIT_LENGTHS = 4
+"""How many lengths of wait get a shared timer (`Deadlines`) at once: the ping interval, the
+stop watch's second, and room for others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +60,7 @@ class _Log:
     frames: list[bytes] = field(default_factory=list)
     size: int = 0
     finished: bool = False
-    waiters: dict[asyncio.Future[bool], None] | None = None
+    waiters: list[asyncio.Future[bool]] | None = None
     """Readers parked until the next append; each future's result says whether it timed out."""
 
 
@@ -98,6 +105,7 @@ class MemoryEventLog:
         self._frames = 0
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
+        self._waits: dict[float, Deadlines[asyncio.Future[bool]]] = {}
 
     async def create(self, response_id: str) -> None:
         if self._closed:
@@ -145,8 +153,29 @@ class MemoryEventLog:
         if len(log.frames) <= after and not log.finished and wait > 0:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
+            shared = self._deadlines(wait)
             while True:
-                timed_out = await _park(log, loop, deadline)
+                # Parked here, not in a helper coroutine: one frame less per waiting reader.
+                waiter: asyncio.Future[bool] = loop.create_future()
+                if log.waiters is None:
+                    log.waiters = [waiter]  # a list: a log has a reader or two, rarely more
+                else:
+                    log.waiters.append(waiter)
+                timer = None
+                if shared is not None:
+                    shared.arm(waiter)
+                else:
+                    timer = loop.call_at(deadline, _resolve, waiter, True)
+                try:
+                    timed_out = await waiter
+                finally:
+                    if shared is not None:
+                        shared.disarm(waiter)
+                    elif timer is not None:
+                        timer.cancel()
+                    if log.waiters is not None and waiter in log.waiters:
+                        log.waiters.remove(waiter)
+                shared = None  # waiting again (rare): only for what is left of `wait`
                 if self._logs.get(response_id) is not log:
                     return None  # evicted, or the store closed, while we waited
                 if timed_out or len(log.frames) > after or log.finished:
@@ -173,6 +202,19 @@ class MemoryEventLog:
         log = self._logs.get(response_id)
         if log is not None and not log.frames and not log.finished:
             self._evict(response_id)
+
+    def _deadlines(self, wait: float) -> Deadlines[asyncio.Future[bool]] | None:
+        """The timer shared by the reads that wait `wait` seconds (the ping interval): None when
+        too many lengths are in use, and this read gets a timer of its own."""
+        shared = self._waits.get(wait)
+        if shared is None:
+            if len(self._waits) >= _WAIT_LENGTHS:
+                for length in [length for length, d in self._waits.items() if not len(d)]:
+                    del self._waits[length]
+                if len(self._waits) >= _WAIT_LENGTHS:
+                    return None
+            shared = self._waits[wait] = Deadlines(wait, _time_out)
+        return shared
 
     def discard(self, response_id: str) -> bool:
         """Drop a log now, whatever its state; its waiting readers wake and get None.
@@ -240,26 +282,15 @@ class MemoryEventLog:
             self.evict_expired()
 
 
-async def _park(log: _Log, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
-    """Wait for the log's next append, or until `deadline`; True on timeout."""
-    waiter: asyncio.Future[bool] = loop.create_future()
-    if log.waiters is None:
-        log.waiters = {}
-    log.waiters[waiter] = None
-    timer = loop.call_at(deadline, _resolve, waiter, True)
-    try:
-        return await waiter
-    finally:
-        timer.cancel()
-        if log.waiters is not None:
-            log.waiters.pop(waiter, None)
-
-
 def _wake(log: _Log) -> None:
     waiters, log.waiters = log.waiters, None
     if waiters:
         for waiter in waiters:
             _resolve(waiter, False)
+
+
+def _time_out(waiter: asyncio.Future[bool]) -> None:
+    _resolve(waiter, True)
 
 
 def _resolve(waiter: asyncio.Future[bool], timed_out: bool) -> None:

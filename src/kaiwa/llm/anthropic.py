@@ -48,7 +48,7 @@ from kaiwa.llm.base import (
     ToolCall,
     Usage,
 )
-from kaiwa.llm.stream import BadStream, json_events
+from kaiwa.llm.stream import BadStream, Body, json_events
 from kaiwa.protocol.json_limits import parse_json
 
 try:
@@ -127,7 +127,7 @@ class AnthropicModel:
         client = self._get_client()
         settings = self._settings
         state = _EventState()
-        response: httpx2.Response | None = None
+        body: Body | None = None
         reads: AsyncGenerator[list[object], None] | None = None
         streamed_text = False
         loop = asyncio.get_running_loop()
@@ -138,8 +138,8 @@ class AnthropicModel:
                 # an event (between the yields) never counts. Until a content block starts it
                 # is `first_byte`, over the call and its retries; then chunk_timeout per read.
                 async with asyncio.timeout_at(first_byte) as deadline:
-                    response = await self._create(client, request)
-                    reads = _events(response)
+                    body = Body(await self._create(client, request))
+                    reads = _events(body)
                     while (events := await anext(reads, None)) is not None:
                         deadline.reschedule(None)
                         for event in events:
@@ -163,14 +163,13 @@ class AnthropicModel:
             raise self._error(str(exc), partial=streamed_text) from None
         except (anthropic.AnthropicError, httpx2.HTTPError, _ErrorEvent) as exc:
             # `from None`: the SDK's exception quotes the server's body.
-            problem = _describe(exc, client.base_url, connected=response is not None)
+            problem = _describe(exc, client.base_url, connected=body is not None)
             raise self._error(problem, partial=streamed_text) from None
         finally:
             if reads is not None:
                 await reads.aclose()
-            if response is not None:
-                # Also on cancellation: closing the response drops the upstream connection.
-                await response.aclose()
+            if body is not None:
+                await body.aclose()
 
     def _get_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
@@ -426,11 +425,11 @@ def _finish_call(call: _PartialCall) -> ToolCall:
     return ToolCall(id=call.id, name=call.name, arguments=arguments)
 
 
-def _events(response: httpx2.Response) -> AsyncGenerator[list[object], None]:
+def _events(body: Body) -> AsyncGenerator[list[object], None]:
     """The events of each read of the body, to its end. Pings are keep-alives, no sign that
     the answer goes on: as when the SDK swallowed them, they neither end a deadline's wait nor
     start a new one, so they are left out here."""
-    return json_events(response, keep=_not_a_ping)
+    return json_events(body, keep=_not_a_ping)
 
 
 def _not_a_ping(event: object) -> bool:

@@ -8,9 +8,11 @@ Deliberate choices:
 - Retries are the SDK's own (`max_retries`: connection errors, 408/409/429/5xx, with backoff that
   honours `Retry-After`). They all happen before the first chunk; once the answer streams nothing
   is retried, since the user has already seen part of it.
-- The deadlines that matter are asyncio ones: `first_byte_timeout` over the whole call up to the
-  first chunk (retries included) and `chunk_timeout` around each later chunk. The SDK's read
-  timeout restarts on every byte and per retry, so it is only a backstop.
+- The deadlines are kaiwa's: `first_byte_timeout` over the whole call up to the first chunk
+  (retries included), an `asyncio.timeout`, and `chunk_timeout` around each later read of the
+  body, one `Deadlines` for every answer of the model (a timer each would cost an open answer
+  ~670 bytes). They bound every read, so the SDK gets no read timeout of its own: on aiohttp
+  it is one more timer per connection, re-armed at every read of the body.
 - Error messages are built here from the status code, error code or address, never from the SDK's
   message or the server's body: those can quote the request, and OpenAI's 401 quotes the key.
 - The request goes through the SDK's generic `post` (request, auth, retries, status errors are
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaiwa.config import ProviderSettings
+from kaiwa.deadlines import Deadlines
 from kaiwa.llm.base import (
     NOT_AN_OBJECT,
     ChatMessage,
@@ -40,7 +43,7 @@ from kaiwa.llm.base import (
     ToolCall,
     Usage,
 )
-from kaiwa.llm.stream import BadStream, json_events
+from kaiwa.llm.stream import BadStream, Body, ReadWatch, json_events
 from kaiwa.protocol.json_limits import parse_json
 
 try:
@@ -65,6 +68,25 @@ except ImportError:  # pragma: no cover - depends on the install: without the SD
     _HTTP_CLIENT = None
 
 _STATUS_HINTS = {401: "API key rejected", 403: "access denied", 404: "unknown model or path"}
+_NO_SDK_TELEMETRY: openai.RequestOptions = {
+    "headers": {
+        f"X-Stainless-{name}": openai.Omit()
+        for name in (
+            "Lang",
+            "Package-Version",
+            "OS",
+            "Arch",
+            "Runtime",
+            "Runtime-Version",
+            "Async",
+            "Retry-Count",
+            "Read-Timeout",
+        )
+    }
+}
+"""Request options that leave out the SDK's telemetry about itself (its version, the OS, the
+Python runtime, the retry count, its read timeout): no model server needs them, and an open
+answer keeps its request's headers, in four copies, for as long as it streams (~4 KB)."""
 
 
 class OpenAIModel:
@@ -75,6 +97,7 @@ class OpenAIModel:
         self._model = model
         self._settings = settings
         self._client: openai.AsyncOpenAI | None = None
+        self._stalls = Deadlines(settings.chunk_timeout, ReadWatch.expire)
 
     @property
     def name(self) -> str:
@@ -90,32 +113,36 @@ class OpenAIModel:
         client = self._get_client()
         settings = self._settings
         state = _ChunkState()
-        response: httpx2.Response | None = None
+        body: Body | None = None
         reads: AsyncGenerator[list[object], None] | None = None
         streamed_text = False
         try:
             try:
                 async with asyncio.timeout(settings.first_byte_timeout):
-                    response = await self._create(client, request)
-                    reads = _chunks(response)
+                    body = Body(await self._create(client, request))
+                    reads = _chunks(body)
                     chunks = await anext(reads, None)
             except TimeoutError:
                 limit = settings.first_byte_timeout
                 raise self._error(f"no answer within first_byte_timeout ({limit:g} s)") from None
-            loop = asyncio.get_running_loop()
+            stalls = self._stalls
+            watch = ReadWatch()
             try:
-                # One deadline, armed only while the body is awaited: the consumer's time with
-                # a delta (between the yields) never counts. Cheaper than a scope per read.
-                async with asyncio.timeout(None) as deadline:
-                    while chunks is not None:
-                        for chunk in chunks:
-                            for delta in state.apply(chunk):
-                                streamed_text = True
-                                yield delta
-                        deadline.reschedule(loop.time() + settings.chunk_timeout)
+                while chunks is not None:
+                    for chunk in chunks:
+                        for delta in state.apply(chunk):
+                            streamed_text = True
+                            yield delta
+                    # Armed only while the body is awaited: the consumer's time with a delta
+                    # (between the yields) never counts. One timer for every answer's reads.
+                    stalls.arm(watch)
+                    try:
                         chunks = await anext(reads, None)
-                        deadline.reschedule(None)
-            except TimeoutError:
+                    finally:
+                        stalls.disarm(watch)
+            except asyncio.CancelledError:
+                if not watch.timed_out():
+                    raise
                 limit = settings.chunk_timeout
                 problem = f"the answer stalled for more than chunk_timeout ({limit:g} s)"
                 raise self._error(problem, partial=streamed_text) from None
@@ -125,14 +152,13 @@ class OpenAIModel:
             raise self._error(str(exc), partial=streamed_text) from None
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             # `from None`: the SDK's exception may quote the server's body, and with it the key.
-            problem = _describe(exc, client.base_url, connected=response is not None)
+            problem = _describe(exc, client.base_url, connected=body is not None)
             raise self._error(problem, partial=streamed_text) from None
         finally:
             if reads is not None:
                 await reads.aclose()
-            if response is not None:
-                # Also on cancellation: closing the response drops the upstream connection.
-                await response.aclose()
+            if body is not None:
+                await body.aclose()
 
     def _get_client(self) -> openai.AsyncOpenAI:
         if self._client is None:
@@ -144,7 +170,7 @@ class OpenAIModel:
                     api_key=settings.api_key,
                     base_url=settings.base_url,
                     max_retries=settings.max_retries,
-                    timeout=openai.Timeout(longest, connect=settings.connect_timeout),
+                    timeout=openai.Timeout(longest, connect=settings.connect_timeout, read=None),
                     http_client=_HTTP_CLIENT() if _HTTP_CLIENT is not None else None,
                 )
             except openai.OpenAIError:
@@ -182,7 +208,11 @@ class OpenAIModel:
             if name in extra:
                 body[name] = extra[name]
         return await client.post(
-            "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
+            "/chat/completions",
+            body=body,
+            options=_NO_SDK_TELEMETRY,
+            cast_to=httpx2.Response,
+            stream=True,
         )
 
     def _error(self, problem: str, *, partial: bool = False) -> ModelError:
@@ -297,9 +327,9 @@ class _ChunkState:
         return events
 
 
-def _chunks(response: httpx2.Response) -> AsyncGenerator[list[object], None]:
+def _chunks(body: Body) -> AsyncGenerator[list[object], None]:
     """The chunks of each read of the body, to `[DONE]`."""
-    return json_events(response, keep=_not_an_error, end=b"[DONE]")
+    return json_events(body, keep=_not_an_error, end=b"[DONE]")
 
 
 def _not_an_error(chunk: object) -> bool:

@@ -2,7 +2,9 @@
 
 Events are encoded to SSE frames exactly once, here. The emitter also keeps the idle deadline:
 each event pushes it forward (at most once a second, or a tenth of the timeout, so the hot path
-stays a comparison).
+stays a comparison). The answer's `asyncio.Timeout` keeps no timer of its own meanwhile: the
+deadlines of every answer with the same timeout share one (`kaiwa.deadlines`), and at the
+deadline the `Timeout` is told to expire, which it then does as it would have.
 
 Deliberate oddity: a text delta, the event of almost every frame, is neither built as an
 `OutputTextDelta` nor dumped by pydantic. `DeltaFrames` writes the same bytes from a template,
@@ -12,8 +14,10 @@ and the state folds the bare text: a seventh of the cost per token.
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 from kaiwa.bus import EventLog
+from kaiwa.deadlines import Deadlines
 from kaiwa.protocol import Event, ResponseState, encode_frame
 from kaiwa.protocol.events import (
     TERMINAL_TYPES,
@@ -23,6 +27,12 @@ from kaiwa.protocol.events import (
     StepStart,
 )
 from kaiwa.protocol.sse import DeltaFrames
+
+_IDLE: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Deadlines[Emitter]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""By event loop and timeout: the idle deadlines of the answers being produced (a uvloop timer
+costs ~670 bytes, and an idle stream's answer would hold one all along)."""
 
 
 class Emitter:
@@ -35,6 +45,7 @@ class Emitter:
         self._seq = 0
         self._lock = asyncio.Lock()
         self._deadline: asyncio.Timeout | None = None
+        self._shared: Deadlines[Emitter] | None = None
         self._idle = 0.0
         self._pushed_at = 0.0
         self._granularity = 1.0
@@ -54,10 +65,30 @@ class Emitter:
         return self
 
     def __enter__(self) -> None:
+        deadline = self._deadline
+        if deadline is not None and deadline.when() is not None:
+            by_length = _IDLE.setdefault(asyncio.get_running_loop(), {})
+            shared = by_length.get(self._idle)
+            if shared is None:
+                shared = by_length[self._idle] = Deadlines(self._idle, Emitter._expire_idle)
+            deadline.reschedule(None)  # its timer goes; the shared one stands in for it
+            shared.arm(self)
+            self._shared = shared
         return None
 
     def __exit__(self, *exc_info: object) -> None:
-        self._deadline = None
+        deadline, self._deadline = self._deadline, None
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            shared.disarm(self)
+            if deadline is not None and not deadline.expired():
+                # Its own timer again, at the last deadline pushed: as if it had kept it.
+                deadline.reschedule(self._pushed_at + self._idle)
+
+    def _expire_idle(self) -> None:
+        deadline = self._deadline
+        if deadline is not None and not deadline.expired():
+            deadline.reschedule(asyncio.get_running_loop().time())  # expires it, as its timer would
 
     async def delta(self, text: str) -> None:
         """Append one `response.output_text.delta`; see `emit`."""
@@ -106,4 +137,7 @@ class Emitter:
             now = asyncio.get_running_loop().time()
             if now - self._pushed_at >= self._granularity:
                 self._pushed_at = now
-                self._deadline.reschedule(now + self._idle)
+                if self._shared is not None:
+                    self._shared.arm(self)
+                else:
+                    self._deadline.reschedule(now + self._idle)
