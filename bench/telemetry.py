@@ -213,13 +213,15 @@ async def measure(
 
 def micro(tokens: int, n: int = 20_000) -> dict[str, float]:
     """The metrics' own CPU, in this process: per answer (the observer's calls and the stream
-    gauge), per request (the middleware around an app that answers at once), per chunk (one
-    more body message through it); and per 1,000 deltas of answers of `tokens` deltas."""
+    gauge), per request (kaiwa's outermost middleware with metrics against without, around an
+    app that answers at once), per chunk (one more body message through it); and per 1,000
+    deltas of answers of `tokens` deltas."""
     from kaiwa.protocol import TokenUsage
     from kaiwa.runtime.observe import AnswerInfo
     from kaiwa.server.metrics import Metrics
-    from kaiwa.server.metrics_http import MetricsMiddleware
+    from kaiwa.server.metrics_http import HttpMetrics
     from kaiwa.server.metrics_observer import MetricsObserver
+    from kaiwa.server.request_id import RequestIdMiddleware
 
     metrics = Metrics()
     observer = MetricsObserver(metrics)
@@ -255,7 +257,7 @@ def micro(tokens: int, n: int = 20_000) -> dict[str, float]:
         pass
 
     async def requests(app: Any, count: int) -> float:
-        scope = {"type": "http", "method": "POST", "path": "/"}
+        scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
         began = time.process_time()
         for _ in range(count):
             await app(dict(scope), None, sent)
@@ -270,10 +272,13 @@ def micro(tokens: int, n: int = 20_000) -> dict[str, float]:
     answer_us = per(time.process_time() - began, n)
 
     async def http() -> tuple[float, float]:
-        bare, counted = app_of(0), MetricsMiddleware(app_of(0), metrics=metrics)
+        counting = HttpMetrics(metrics)
+        bare = RequestIdMiddleware(app_of(0))
+        counted = RequestIdMiddleware(app_of(0), metrics=counting)
         request_us = per(await requests(counted, n) - await requests(bare, n), n)
         chunks = 100
-        bare, counted = app_of(chunks), MetricsMiddleware(app_of(chunks), metrics=metrics)
+        bare = RequestIdMiddleware(app_of(chunks))
+        counted = RequestIdMiddleware(app_of(chunks), metrics=counting)
         extra = await requests(counted, n // 10) - await requests(bare, n // 10)
         chunk_us = per(extra, n // 10 * chunks) - request_us / chunks
         return request_us, max(chunk_us, 0.0)
