@@ -57,6 +57,7 @@ from kaiwa.server.routes import (
     web,
 )
 from kaiwa.server.routes import metrics as metrics_route
+from kaiwa.server.sse import DetachedBodies
 from kaiwa.server.tracing import open_tracing
 from kaiwa.store import secrets
 from kaiwa.store.db import (
@@ -350,8 +351,12 @@ def create_app(
         expose_headers=["X-Kaiwa-Response-Id", "Idempotent-Replayed", "X-Request-ID"],
     )
     # Outside the others: CORS preflights, 413s and unhandled errors carry the id too, and are
-    # counted and timed; it also writes the bodies of SSE streams (see `request_id`).
+    # counted and timed.
     app.add_middleware(
         RequestIdMiddleware, metrics=HttpMetrics(metrics) if settings.metrics_enabled else None
     )
+    # Outside FastAPI's own layers too: an SSE stream's body is written once all of them have
+    # returned, so that an open stream keeps none of their frames, wrappers or scope entries.
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: DetachedBodies(build())  # type: ignore[method-assign]
     return app

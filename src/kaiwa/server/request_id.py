@@ -4,9 +4,8 @@ written for it carries and that its response returns, streams included.
     app.add_middleware(RequestIdMiddleware, metrics=HttpMetrics(metrics))  # last: outermost
 
 The same middleware, kaiwa's outermost, counts and times the request when given `metrics` (it
-sees what every other middleware answers too), and writes the body of an SSE stream once the
-layers inside it have returned (`kaiwa.server.sse.detached`): one frame and one `send` wrapper
-of kaiwa's per request, the only ones an open stream keeps.
+sees what every other middleware answers too). The body of an SSE stream is written outside it,
+once it has returned (`kaiwa.server.sse.DetachedBodies`).
 
 An incoming id is kept when it is short printable ASCII (1-128 characters, no space): anything
 else is replaced, so that a client can neither forge a log line nor bloat every one. A new id is
@@ -31,7 +30,6 @@ from kaiwa import log_context
 from kaiwa.protocol import ErrorCode
 from kaiwa.server.errors import error_response
 from kaiwa.server.metrics_http import HttpMetrics, request_started
-from kaiwa.server.sse import detached
 
 __all__ = ["HEADER", "RequestIdMiddleware", "incoming_request_id"]
 
@@ -79,9 +77,7 @@ class RequestIdMiddleware:
             await send(message)
 
         try:
-            stream = await detached(self.app, scope, receive, send_with_id)
-            if stream is not None:
-                await stream.write(receive, send)
+            await self.app(scope, receive, send_with_id)
         except Exception:
             if not started:
                 response = error_response(500, int(ErrorCode.SERVER_ERROR), "Internal server error")

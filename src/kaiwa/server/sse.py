@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack
 from typing import Protocol
 
 from starlette.responses import Response
@@ -27,6 +26,23 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 _DETACH = "kaiwa.detach"
+_ASGI_KEYS = (
+    "type",
+    "asgi",
+    "http_version",
+    "server",
+    "client",
+    "scheme",
+    "method",
+    "root_path",
+    "path",
+    "raw_path",
+    "query_string",
+    "headers",
+    "extensions",
+    "state",
+)
+"""An HTTP scope's keys in the ASGI spec: what a server may read once the app has returned."""
 """The scope key where `detached` takes a stream's body."""
 # How long past the producer's own idle timeout the writer waits before giving up on the log.
 _GRACE = 5.0
@@ -122,11 +138,12 @@ class EventStream(Response):
     small watcher task cancels it when the client goes away (the body's `finally` runs then,
     e.g. `follow`'s `on_disconnect`).
 
-    Under `detached` (kaiwa's outermost middleware), the status line and headers go out
-    through every layer, then the body is left to that middleware and written there, after the
-    layers in between (routing, FastAPI's dependency scopes, CORS, the body limit) have
-    returned: an open stream no longer holds their frames, its request and parsed body, and
-    each frame skips their `send` wrappers. Only the start of a response is theirs to change.
+    Under `detached` (kaiwa's outermost layer), the status line and headers go out
+    through every layer, then the body is left to that layer and written there, after the
+    layers in between (Starlette's and FastAPI's, routing, dependency scopes, CORS, the body
+    limit, the request id) have returned: an open stream no longer holds their frames, its
+    request and parsed body, and each frame skips their `send` wrappers. Only the start of a
+    response is theirs to change.
     """
 
     media_type = "text/event-stream; charset=utf-8"
@@ -209,9 +226,9 @@ async def detached(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> 
     """`await app(scope, receive, send)`; then the `EventStream` that sent its start in it and
     left its body to the caller, if one did: `await stream.write(receive, send)`.
 
-    For kaiwa's outermost middleware, which writes the body with the `send` it was given (past
-    the start its own wrapper has nothing left to do) once every layer inside has returned. A
-    nested call leaves the stream to the outermost one.
+    For the outermost layer (`DetachedBodies`), which writes the body with the server's own
+    `send` (past the start no wrapper has anything left to do) once every layer inside has
+    returned. A nested call leaves the stream to the outermost one.
     """
     if _DETACH in scope:
         await app(scope, receive, send)
@@ -228,11 +245,30 @@ async def detached(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> 
         del scope[_DETACH]
     if not streams:
         return None
-    # The exit stacks of the layers that returned are spent, but their scope keys would keep
-    # them (FastAPI's three: ~2 KB) for as long as the stream.
-    for key in [key for key, value in scope.items() if isinstance(value, AsyncExitStack)]:
-        del scope[key]
+    # What the layers that returned put in the scope (the app, the route, FastAPI's spent exit
+    # stacks, ~3 KB) would stay for as long as the stream: uvicorn keeps the scope. Cleared,
+    # not deleted key by key, so that the dict gives back its grown table too.
+    kept = {key: scope[key] for key in _ASGI_KEYS if key in scope}
+    scope.clear()
+    scope.update(kept)
     return streams.pop()
+
+
+class DetachedBodies:
+    """The outermost layer of kaiwa's app (`kaiwa.server.app`): `app` answers, then the body
+    of the stream it left (`detached`) is written here, with the server's own `send`, once
+    every layer inside has returned."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        stream = await detached(self.app, scope, receive, send)
+        if stream is not None:
+            await stream.write(receive, send)
 
 
 def sse_response(

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kaiwa.server.request_id import RequestIdMiddleware
-from kaiwa.server.sse import EventStream
+from kaiwa.server.sse import DetachedBodies, EventStream
 
 
 class Probe:
@@ -29,6 +29,7 @@ class Probe:
         self.inner_returned_first: bool | None = None
         self.scope: Scope = {}
         self.stack_kept: bool | None = None
+        self.app_kept: bool | None = None
 
     async def release(self) -> None:
         await asyncio.sleep(0.05)  # a slot kept in Redis takes a round trip
@@ -41,6 +42,7 @@ class Probe:
             if note_inner:
                 self.inner_returned_first = self.inner_returned
                 self.stack_kept = "inner_stack" in self.scope
+                self.app_kept = "app" in self.scope
             for n in range(frames):
                 yield f"data: {n}\n\n".encode()
             if then_wait:
@@ -71,7 +73,7 @@ def _app(probe: Probe) -> Starlette:
 
 
 class Inner:
-    """A layer inside kaiwa's outermost middleware: notes when it has returned."""
+    """A layer inside the app: notes when it has returned."""
 
     def __init__(self, app: ASGIApp, probe: Probe) -> None:
         self.app = app
@@ -85,7 +87,9 @@ class Inner:
         self.probe.inner_returned = True
 
 
-def _detaching_app(probe: Probe) -> Starlette:
+def _detaching_app(probe: Probe) -> ASGIApp:
+    """An app whose outermost layer writes stream bodies, as kaiwa's."""
+
     async def endless(request: Request) -> EventStream:
         return EventStream(probe.body(1, then_wait=True), headers={}, release=probe.release)
 
@@ -93,10 +97,11 @@ def _detaching_app(probe: Probe) -> Starlette:
         body = probe.body(3, then_wait=False, note_inner=True)
         return EventStream(body, headers={"X-Test": "yes"}, release=probe.release)
 
-    return Starlette(
+    app = Starlette(
         routes=[Route("/endless", endless), Route("/short", short)],
         middleware=[Middleware(RequestIdMiddleware), Middleware(Inner, probe=probe)],
     )
+    return DetachedBodies(app)
 
 
 @asynccontextmanager
@@ -158,7 +163,7 @@ async def test_no_cancel_is_left_pending_on_the_task_after_a_normal_end() -> Non
             await probe.handler_went_on.wait()
 
 
-async def test_a_detached_body_is_written_once_the_layers_inside_the_middleware_return() -> None:
+async def test_a_detached_body_is_written_once_every_layer_of_the_app_has_returned() -> None:
     probe = Probe()
     async with (
         serving(probe, _detaching_app(probe)) as base,
@@ -174,9 +179,11 @@ async def test_a_detached_body_is_written_once_the_layers_inside_the_middleware_
     assert response.content == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
     assert again.content == response.content
     # The layer inside had returned before the body was read, and the scope (uvicorn keeps it
-    # for as long as the request) no longer held its spent exit stack.
+    # for as long as the request) no longer held what the layers put there: a spent exit
+    # stack, the app.
     assert probe.inner_returned_first is True
     assert probe.stack_kept is False
+    assert probe.app_kept is False
     assert probe.released == 2
 
 
