@@ -37,7 +37,7 @@ class Deadlines(Generic[K]):
         # that make `next(iter(d))` slow until the next resize.
         self._armed: OrderedDict[K, float] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
-        # Weakly: a cache of these by loop (`kaiwa.runtime.emitter`) must not keep loops alive.
+        # Weakly: one that outlives its loop (a model's, a runtime's, in tests) does not keep it.
         self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     def arm(self, key: K) -> None:

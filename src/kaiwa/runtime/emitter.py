@@ -3,8 +3,8 @@
 Events are encoded to SSE frames exactly once, here. The emitter also keeps the idle deadline:
 each event pushes it forward (at most once a second, or a tenth of the timeout, so the hot path
 stays a comparison). The answer's `asyncio.Timeout` keeps no timer of its own meanwhile: the
-deadlines of every answer with the same timeout share one (`kaiwa.deadlines`), and at the
-deadline the `Timeout` is told to expire, which it then does as it would have.
+deadlines of every answer share one (`Emitter.idle_deadlines`, owned by the runtime), and at
+the deadline the `Timeout` is told to expire, which it then does as it would have.
 
 Deliberate oddity: a text delta, the event of almost every frame, is neither built as an
 `OutputTextDelta` nor dumped by pydantic. `DeltaFrames` writes the same bytes from a template,
@@ -14,7 +14,6 @@ and the state folds the bare text: a seventh of the cost per token.
 from __future__ import annotations
 
 import asyncio
-import weakref
 
 from kaiwa.bus import EventLog
 from kaiwa.deadlines import Deadlines
@@ -28,12 +27,6 @@ from kaiwa.protocol.events import (
 )
 from kaiwa.protocol.sse import DeltaFrames
 
-_IDLE: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Deadlines[Emitter]]] = (
-    weakref.WeakKeyDictionary()
-)
-"""By event loop and timeout: the idle deadlines of the answers being produced (a uvloop timer
-costs ~670 bytes, and an idle stream's answer would hold one all along)."""
-
 
 class Emitter:
     def __init__(self, log: EventLog, response_id: str, chat_id: int) -> None:
@@ -46,35 +39,39 @@ class Emitter:
         self._lock = asyncio.Lock()
         self._deadline: asyncio.Timeout | None = None
         self._shared: Deadlines[Emitter] | None = None
+        """The shared idle deadlines this answer's is armed on, within `watching_idle`."""
         self._idle = 0.0
         self._pushed_at = 0.0
         self._granularity = 1.0
         self.finished = False
 
-    def watching_idle(self, deadline: asyncio.Timeout, idle: float) -> Emitter:
-        """For a `with` block: within it, push `deadline` forward by `idle` seconds on every
-        event.
+    @staticmethod
+    def idle_deadlines(idle: float) -> Deadlines[Emitter]:
+        """The shared timer for the idle deadlines of answers with this timeout, for
+        `watching_idle` (a uvloop timer costs ~670 bytes, and an idle stream's answer would
+        hold one all along)."""
+        return Deadlines(idle, Emitter._expire_idle)
+
+    def watching_idle(self, deadline: asyncio.Timeout, shared: Deadlines[Emitter]) -> Emitter:
+        """For a `with` block: within it, push `deadline` forward by `shared.delay` seconds
+        on every event, on `shared`'s timer (from `idle_deadlines`) instead of its own.
 
         Outside it the deadline is left alone: once expired or exited it refuses to move, and
         events still come after it (a late title, the terminal event). The emitter is its own
         context manager, not a generator's, which an answer would hold all along.
         """
-        self._deadline, self._idle = deadline, idle
-        self._granularity = min(1.0, idle / 10)
+        self._deadline, self._shared, self._idle = deadline, shared, shared.delay
+        self._granularity = min(1.0, self._idle / 10)
         self._pushed_at = asyncio.get_running_loop().time()
         return self
 
     def __enter__(self) -> None:
-        deadline = self._deadline
-        if deadline is not None and deadline.when() is not None:
-            by_length = _IDLE.setdefault(asyncio.get_running_loop(), {})
-            shared = by_length.get(self._idle)
-            if shared is None:
-                shared = by_length[self._idle] = Deadlines(self._idle, Emitter._expire_idle)
-            deadline.reschedule(None)  # its timer goes; the shared one stands in for it
-            shared.arm(self)
-            self._shared = shared
-        return None
+        deadline, shared = self._deadline, self._shared
+        if deadline is None or shared is None or deadline.when() is None:
+            self._shared = None  # no deadline to stand in for
+            return
+        deadline.reschedule(None)  # its timer goes; the shared one stands in for it
+        shared.arm(self)
 
     def __exit__(self, *exc_info: object) -> None:
         deadline, self._deadline = self._deadline, None

@@ -117,6 +117,7 @@ class Runtime:
         self._log = log
         self._models = models
         self._settings = settings
+        self._idle_deadlines = Emitter.idle_deadlines(settings.idle_timeout)
         self._signer = signer
         self._running: dict[str, _Running] = {}
         self._draining = False
@@ -333,7 +334,7 @@ class Runtime:
             model = self._models.get(turn.llm_model)
             idle = self._settings.idle_timeout
             async with asyncio.timeout(idle) as deadline:
-                with emitter.watching_idle(deadline, idle):
+                with emitter.watching_idle(deadline, self._idle_deadlines):
                     if turn.wants_title:
                         title_task = asyncio.create_task(
                             self._title(turn, emitter, title_meter, running.watch)

@@ -25,7 +25,7 @@ async def test_silence_past_the_idle_timeout_expires_the_answers_timeout() -> No
     async def silent_answer() -> None:
         async with asyncio.timeout(0.1) as deadline:
             seen.append(deadline)
-            with emitter.watching_idle(deadline, 0.1):
+            with emitter.watching_idle(deadline, Emitter.idle_deadlines(0.1)):
                 assert deadline.when() is None  # the shared timer stands in for its own
                 await asyncio.sleep(5)
 
@@ -41,7 +41,7 @@ async def test_events_push_the_idle_deadline_forward() -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with asyncio.timeout(0.2) as deadline:
-        with emitter.watching_idle(deadline, 0.2):
+        with emitter.watching_idle(deadline, Emitter.idle_deadlines(0.2)):
             for _ in range(8):  # 0.4 s in all, never 0.2 s without an event
                 await asyncio.sleep(0.05)
                 await emitter.delta("x")
@@ -56,7 +56,7 @@ async def test_after_the_watch_the_timeout_keeps_the_last_deadline_pushed() -> N
 
     async def answer_then_late_events() -> None:
         async with asyncio.timeout(0.1) as deadline:
-            with emitter.watching_idle(deadline, 0.1):
+            with emitter.watching_idle(deadline, Emitter.idle_deadlines(0.1)):
                 await asyncio.sleep(0.05)
             whens.append(deadline.when())
             await emitter.delta("late")  # outside the watch: it moves nothing
