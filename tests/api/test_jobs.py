@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kaiwa.bus.bell import LocalBell
@@ -228,6 +228,49 @@ async def test_a_ring_starts_a_job_at_once_without_waiting_for_the_poll(
     finally:
         await worker.aclose()
     assert handler.runs == [1]
+
+
+async def test_an_idle_poll_only_reads_and_a_due_job_is_still_claimed(database_url: str) -> None:
+    # Writes on one engine, the polls' reads on another: every transaction begun on the first
+    # is a write (on SQLite `BEGIN IMMEDIATE`, the one lock every turn also waits for).
+    engine, reader = create_engine(database_url), create_engine(database_url)
+    writes = 0
+
+    def count(connection: object) -> None:
+        nonlocal writes
+        writes += 1
+
+    try:
+        await migrate(engine)
+        sessions = session_factory(engine)
+        event.listen(engine.sync_engine, "begin", count)
+        handler = Flaky(failures=0)
+        worker = JobWorker(
+            sessions,
+            LocalBell(),
+            owner="me",
+            lease=LEASE,
+            poll_interval=0.01,
+            read_sessions=session_factory(reader, read_only=True),
+        )
+        worker.register(handler)
+        await worker.start()
+        try:
+            await asyncio.sleep(0.3)  # ~30 polls with nothing due
+            idle_writes = writes
+            await add(sessions, "flaky", "a")
+            async with asyncio.timeout(5):
+                while not handler.runs:  # noqa: ASYNC110 (found by a poll, not a ring)
+                    await asyncio.sleep(0.01)
+                await worker.settle(["flaky"])
+        finally:
+            await worker.aclose()
+    finally:
+        await engine.dispose()
+        await reader.dispose()
+    assert idle_writes == 0
+    assert handler.runs == [1]
+    assert writes >= 3  # the job queued, claimed and finished
 
 
 async def test_a_periodic_job_runs_again_after_its_interval(

@@ -138,8 +138,12 @@ class JobWorker:
         owner: str,
         lease: float,
         poll_interval: float,
+        read_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
+        """`read_sessions`: where a poll first looks whether anything is due (read-only ones:
+        on SQLite an idle poll then never takes the write lock); `sessions` by default."""
         self._sessions = sessions
+        self._read_sessions = read_sessions or sessions
         self._bell = bell
         self.owner = owner
         self._lease = lease
@@ -235,6 +239,9 @@ class JobWorker:
         free = handler.concurrency - self.running(handler.kind)
         if free <= 0:
             return False
+        async with self._read_sessions() as reading:
+            if not await store.any_due(await reading.connection(), handler.kind):
+                return False
         async with transaction(self._sessions) as session:
             claimed = await store.claim(
                 session,

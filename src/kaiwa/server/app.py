@@ -194,6 +194,7 @@ def create_app(
             owner=bus.replicas.id,
             lease=settings.job_lease,
             poll_interval=settings.job_poll_interval,
+            read_sessions=read_sessions,
         )
         batch_items = BatchItems(
             sessions=sessions,

@@ -177,7 +177,8 @@ def _write_gate(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Lock | No
 
 
 async def checkpoint_forever(engine: AsyncEngine, interval: float = 1.0) -> None:
-    """SQLite: copy the write-ahead log into the database every `interval` seconds.
+    """SQLite: copy the write-ahead log into the database every `interval` seconds, when
+    anything was written since the last time.
 
     Inline connections never do it on commit (it writes and syncs the database file, which
     would stall the event loop); `engine` should be an offloaded one (`create_engine(url,
@@ -186,15 +187,40 @@ async def checkpoint_forever(engine: AsyncEngine, interval: float = 1.0) -> None
     """
     if engine.dialect.name != "sqlite":
         return
+    database = engine.url.database
+    wal = Path(f"{database}-wal") if database and database != ":memory:" else None
+    copied: tuple[int, int] | None = None
+    skipped = 0
     while True:
         await asyncio.sleep(interval)
+        # An idle server skips it: nothing was written since a checkpoint that copied it all
+        # (the log's size and time of change as they were then). Once a minute it goes ahead
+        # anyway, for a write within the same tick of the file system's clock.
+        seen = _stamp(wal)
+        if seen is not None and seen == copied and skipped < 60:
+            skipped += 1
+            continue
+        skipped = 0
         try:
             async with engine.connect() as connection:
                 raw = (await connection.get_raw_connection()).driver_connection
                 if raw is not None:
-                    await raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    cursor = await raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    busy, frames, done = await cursor.fetchone()
+                    copied = seen if not busy and frames == done else None
         except Exception as exc:  # the next round tries again
             logger.warning("WAL checkpoint failed: %s", exc)
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    """A file's size and time of last change; None without one."""
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 async def migrate(engine: AsyncEngine) -> None:

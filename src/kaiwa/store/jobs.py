@@ -32,8 +32,8 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kaiwa.store.db import Db, utc
 from kaiwa.store.db import now as utc_now
-from kaiwa.store.db import utc
 from kaiwa.store.models import Job
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Claimed",
     "JobState",
     "KindStats",
+    "any_due",
     "busy",
     "claim",
     "enqueue",
@@ -106,6 +107,21 @@ class Claimed:
     (and then `fail` them, with `OWNER_STOPPED`)."""
 
 
+def _due(stamp: datetime) -> Any:
+    """Queued and due, or running on a lease that ran out (its owner stopped)."""
+    return or_(
+        and_(Job.state == "queued", Job.run_at <= stamp),
+        and_(Job.state == "running", Job.lease_until < stamp),
+    )
+
+
+async def any_due(db: Db, kind: str) -> bool:
+    """Whether `claim` would find a job of `kind` now: a read, which on SQLite neither takes
+    nor waits for the write lock that a claim takes."""
+    found = await db.execute(select(Job.id).where(Job.kind == kind, _due(utc_now())).limit(1))
+    return found.first() is not None
+
+
 async def claim(
     session: AsyncSession,
     kind: str,
@@ -119,14 +135,10 @@ async def claim(
     """Take up to `limit` due jobs of `kind` (oldest `run_at` first) for `owner`; a job gets
     `max_attempts` in all (its kind's handler says how many)."""
     stamp = now or utc_now()
-    due = or_(
-        and_(Job.state == "queued", Job.run_at <= stamp),
-        and_(Job.state == "running", Job.lease_until < stamp),
-    )
     rows = list(
         await session.scalars(
             select(Job)
-            .where(Job.kind == kind, due)
+            .where(Job.kind == kind, _due(stamp))
             .order_by(Job.run_at, Job.id)
             .limit(limit)
             .with_for_update(skip_locked=True)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -131,3 +131,42 @@ async def test_the_write_ahead_log_is_checkpointed_on_a_timer(tmp_path: Path) ->
         await offloaded.dispose()
     assert before < 100_000
     assert after > 600_000  # 200 rows of 3 KB now in the database file itself
+
+
+async def test_an_idle_database_is_not_checkpointed_again_until_something_is_written(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "wal.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    inline, offloaded = create_engine(url), create_engine(url, offload=True)
+    sessions = session_factory(inline)
+    rounds = 0
+
+    def count(*args: object) -> None:
+        nonlocal rounds
+        rounds += 1
+
+    async def write(rows: int) -> None:
+        async with transaction(sessions) as session:
+            for _ in range(rows):
+                await session.execute(text("INSERT INTO t VALUES (:b)"), {"b": "あ" * 1000})
+
+    event.listen(offloaded.sync_engine.pool, "checkout", count)
+    checkpoints = None
+    try:
+        async with transaction(sessions) as session:
+            await session.execute(text("CREATE TABLE t (body TEXT)"))
+        await write(100)
+        checkpoints = asyncio.create_task(checkpoint_forever(offloaded, interval=0.02))
+        await asyncio.sleep(0.5)  # ~25 rounds: the first copies the log, the others see no write
+        idle_rounds, copied = rounds, path.stat().st_size
+        await write(100)
+        await asyncio.sleep(0.3)
+    finally:
+        if checkpoints is not None:
+            checkpoints.cancel()
+        await inline.dispose()
+        await offloaded.dispose()
+    assert 1 <= idle_rounds <= 2
+    assert rounds > idle_rounds
+    assert path.stat().st_size > copied + 250_000  # the second 100 rows copied in too
