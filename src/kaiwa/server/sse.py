@@ -26,6 +26,7 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 _DETACH = "kaiwa.detach"
+"""The scope key where `detached` takes a stream's body."""
 _ASGI_KEYS = (
     "type",
     "asgi",
@@ -43,7 +44,6 @@ _ASGI_KEYS = (
     "state",
 )
 """An HTTP scope's keys in the ASGI spec: what a server may read once the app has returned."""
-"""The scope key where `detached` takes a stream's body."""
 # How long past the producer's own idle timeout the writer waits before giving up on the log.
 _GRACE = 5.0
 
