@@ -26,7 +26,7 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 _DETACH = "kaiwa.detach"
-"""The scope key where `detached` takes a stream's body."""
+"""The scope key where `DetachedBodies` takes a stream's body."""
 _ASGI_KEYS = (
     "type",
     "asgi",
@@ -138,7 +138,7 @@ class EventStream(Response):
     small watcher task cancels it when the client goes away (the body's `finally` runs then,
     e.g. `follow`'s `on_disconnect`).
 
-    Under `detached` (kaiwa's outermost layer), the status line and headers go out
+    Under `DetachedBodies` (kaiwa's outermost layer), the status line and headers go out
     through every layer, then the body is left to that layer and written there, after the
     layers in between (Starlette's and FastAPI's, routing, dependency scopes, CORS, the body
     limit, the request id) have returned: an open stream no longer holds their frames, its
@@ -182,7 +182,7 @@ class EventStream(Response):
 
     async def write(self, receive: Receive, send: Send, *, started: bool = True) -> None:
         """The body, to its end or the client's; after the start, unless `started` is False.
-        Called by `detached`'s caller for a stream that left its body to it."""
+        Called by `DetachedBodies` for a stream that left its body to it."""
         writer = asyncio.current_task()
         assert writer is not None
         watcher = asyncio.create_task(self._watch(receive, writer))
@@ -222,42 +222,11 @@ class EventStream(Response):
             await release()
 
 
-async def detached(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> EventStream | None:
-    """`await app(scope, receive, send)`; then the `EventStream` that sent its start in it and
-    left its body to the caller, if one did: `await stream.write(receive, send)`.
-
-    For the outermost layer (`DetachedBodies`), which writes the body with the server's own
-    `send` (past the start no wrapper has anything left to do) once every layer inside has
-    returned. A nested call leaves the stream to the outermost one.
-    """
-    if _DETACH in scope:
-        await app(scope, receive, send)
-        return None
-    streams: list[EventStream] = []
-    scope[_DETACH] = streams.append
-    try:
-        await app(scope, receive, send)
-    except BaseException:
-        if streams:
-            await streams.pop().abandon()
-        raise
-    finally:
-        del scope[_DETACH]
-    if not streams:
-        return None
-    # What the layers that returned put in the scope (the app, the route, FastAPI's spent exit
-    # stacks, ~3 KB) would stay for as long as the stream: uvicorn keeps the scope. Cleared,
-    # not deleted key by key, so that the dict gives back its grown table too.
-    kept = {key: scope[key] for key in _ASGI_KEYS if key in scope}
-    scope.clear()
-    scope.update(kept)
-    return streams.pop()
-
-
 class DetachedBodies:
-    """The outermost layer of kaiwa's app (`kaiwa.server.app`): `app` answers, then the body
-    of the stream it left (`detached`) is written here, with the server's own `send`, once
-    every layer inside has returned."""
+    """The outermost layer of kaiwa's app (`kaiwa.server.app`): `app` answers; an
+    `EventStream` among its layers sends its start through all of them and leaves its body
+    here, where it is written with the server's own `send` (past the start no wrapper has
+    anything left to do) once every layer inside has returned."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -266,9 +235,25 @@ class DetachedBodies:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        stream = await detached(self.app, scope, receive, send)
-        if stream is not None:
-            await stream.write(receive, send)
+        streams: list[EventStream] = []
+        scope[_DETACH] = streams.append
+        try:
+            await self.app(scope, receive, send)
+        except BaseException:
+            if streams:
+                await streams.pop().abandon()
+            raise
+        finally:
+            del scope[_DETACH]
+        if not streams:
+            return
+        # What the layers that returned put in the scope (the app, the route, FastAPI's spent
+        # exit stacks, ~3 KB) would stay for as long as the stream: uvicorn keeps the scope.
+        # Cleared, not deleted key by key, so that the dict gives back its grown table too.
+        kept = {key: scope[key] for key in _ASGI_KEYS if key in scope}
+        scope.clear()
+        scope.update(kept)
+        await streams.pop().write(receive, send)
 
 
 def sse_response(
